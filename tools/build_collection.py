@@ -44,7 +44,7 @@ def sync(root=ROOT, dest=DEST):
             except FileNotFoundError:
                 pass
             shutil.copy2(src, dst)
-    for dirpath, dirnames, filenames in os.walk(dest, topdown=False):
+    for dirpath, _dirnames, filenames in os.walk(dest, topdown=False):
         rel_dir = os.path.relpath(dirpath, dest)
         rel_dir = '' if rel_dir == '.' else rel_dir
         top = rel_dir.split(os.sep)[0]

@@ -6,11 +6,10 @@ script does the same job with the pip wheel bundled in ``ensurepip`` and
 installs the requested pip version from the package index.
 """
 
+import ensurepip
 import glob
 import os
 import sys
-
-import ensurepip
 
 
 def main():

@@ -1,0 +1,67 @@
+"""Run a stdlib HTTP(S) server on loopback in a thread, and stop it."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import ssl
+import threading
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """Base handler: HTTP/1.1, no Nagle delay (else every request stalls
+    ~40 ms), no request logging to stderr."""
+
+    protocol_version = 'HTTP/1.1'
+    disable_nagle_algorithm = True
+
+    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+        pass
+
+
+class LoopbackServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def server_tls_context(cert_path, key_path, client_ca=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert_path), str(key_path))
+    if client_ca:
+        ctx.load_verify_locations(str(client_ca))
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+class Running:
+    """A started server: ``url``, ``port``, ``server`` and ``stop()``."""
+
+    def __init__(self, server, scheme):
+        self.server = server
+        self.host, self.port = server.server_address[:2]
+        self.url = '%s://%s:%d' % (scheme, self.host, self.port)
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)
+
+
+def start(handler, host='127.0.0.1', port=0, tls_context=None, server_class=LoopbackServer):
+    """Start ``handler`` on host:port (0 = any free port); TLS when a context is given."""
+    server = server_class((host, port), handler)
+    if tls_context is not None:
+        server.socket = tls_context.wrap_socket(server.socket, server_side=True)
+    return Running(server, 'https' if tls_context is not None else 'http')
+
+
+@contextlib.contextmanager
+def serving(handler, **kwargs):
+    """Context manager form of :func:`start`; the server is always stopped."""
+    running = start(handler, **kwargs)
+    try:
+        yield running
+    finally:
+        running.stop()
