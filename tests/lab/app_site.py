@@ -1,0 +1,101 @@
+"""The lab's stand-in for one running IIS site: a real HTTPS listener.
+
+Behaviour comes from the site's package manifest (see packages.py):
+``version`` (sent as X-App-Version), ``cold_start_s`` (the first request, and
+every request that arrives meanwhile, waits this long — a cold app pool),
+``latency_ms`` (per request, +/-20 % jitter), ``error_rate`` (share of 500s),
+``health_status`` (what /health answers once warm). Each request is handed to
+``log_sink`` as an IIS-log-like document, the way Logstash would ship it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+import threading
+import time
+
+from support.servers import LoopbackServer, QuietHandler, start
+
+
+class _Server(LoopbackServer):
+    allow_reuse_address = True
+
+
+class AppSite:
+    """One started site. ``stop()`` closes its listener (IIS stopping the site)."""
+
+    def __init__(self, site_name, host_name, address, port, tls_context, manifest, log_sink=None, seed=None):
+        self.site_name = site_name
+        self.host_name = host_name
+        self.manifest = dict(manifest)
+        self.log_sink = log_sink
+        self.health_override = None  # a status code forced by the health-fail fault
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        self._first_request = None
+        self._warm = threading.Event()
+        self._warm_lock = threading.Lock()
+        if float(self.manifest.get('cold_start_s', 0)) <= 0:
+            self._warm.set()
+        self.running = start(self._handler(), host=address, port=port, tls_context=tls_context, server_class=_Server)
+
+    @property
+    def warm(self):
+        return self._warm.is_set()
+
+    def _wait_warm(self):
+        with self._warm_lock:
+            if self._first_request is None:
+                self._first_request = time.monotonic()
+        remaining = self._first_request + float(self.manifest.get('cold_start_s', 0)) - time.monotonic()
+        if remaining > 0 and not self._warm.wait(remaining):
+            self._warm.set()
+        self._warm.set()
+
+    def _roll(self):
+        with self._rng_lock:
+            return self._rng.random(), self._rng.uniform(0.8, 1.2)
+
+    def _handler(self):
+        site = self
+
+        class Handler(QuietHandler):
+            def _serve(self):
+                started = time.perf_counter()
+                length = int(self.headers.get('Content-Length') or 0)
+                if length:
+                    self.rfile.read(length)
+                site._wait_warm()
+                path = self.path.split('?', 1)[0]
+                roll, jitter = site._roll()
+                if path == '/health':
+                    status = site.health_override or int(site.manifest.get('health_status', 200))
+                else:
+                    time.sleep(float(site.manifest.get('latency_ms', 0)) * jitter / 1000.0)
+                    status = 500 if roll < float(site.manifest.get('error_rate', 0)) else 200
+                body = ('%s %s\n' % (site.site_name, 'ok' if status < 500 else 'error')).encode()
+                self.send_response(status)
+                self.send_header('Content-Type', 'text/plain')
+                self.send_header('Content-Length', str(len(body)))
+                self.send_header('X-App-Version', str(site.manifest.get('version')))
+                self.end_headers()
+                if self.command != 'HEAD':
+                    self.wfile.write(body)
+                if site.log_sink is not None:
+                    site.log_sink({
+                        '@timestamp': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='milliseconds').replace('+00:00', 'Z'),
+                        'application_name': site.site_name,
+                        'response': status,
+                        'time_taken': round((time.perf_counter() - started) * 1000.0, 3),
+                        'host': {'name': site.host_name},
+                        'url': {'path': path},
+                        'http': {'request': {'method': self.command}},
+                    })
+
+            do_GET = do_POST = do_HEAD = _serve
+
+        return Handler
+
+    def stop(self):
+        self.running.stop()
