@@ -4,7 +4,8 @@ Behaviour comes from the site's package manifest (see packages.py):
 ``version`` (sent as X-App-Version), ``cold_start_s`` (the first request, and
 every request that arrives meanwhile, waits this long — a cold app pool),
 ``latency_ms`` (per request, +/-20 % jitter), ``error_rate`` (share of 500s),
-``health_status`` (what /health answers once warm). Each request is handed to
+``health_status`` (what /health answers once warm). ``crashed`` makes every
+answer a 503, as IIS gives when rapid-fail protection stopped the app pool. Each request is handed to
 ``log_sink`` as an IIS-log-like document, the way Logstash would ship it.
 """
 
@@ -31,6 +32,7 @@ class AppSite:
         self.manifest = dict(manifest)
         self.log_sink = log_sink
         self.health_override = None  # a status code forced by the health-fail fault
+        self.crashed = False  # the site-crash fault: the app pool is gone, IIS answers 503
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self._first_request = None
@@ -66,10 +68,13 @@ class AppSite:
                 length = int(self.headers.get('Content-Length') or 0)
                 if length:
                     self.rfile.read(length)
-                site._wait_warm()
                 path = self.path.split('?', 1)[0]
+                if not site.crashed:
+                    site._wait_warm()
                 roll, jitter = site._roll()
-                if path == '/health':
+                if site.crashed:
+                    status = 503
+                elif path == '/health':
                     status = site.health_override or int(site.manifest.get('health_status', 200))
                 else:
                     time.sleep(float(site.manifest.get('latency_ms', 0)) * jitter / 1000.0)
