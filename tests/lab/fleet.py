@@ -52,8 +52,8 @@ SITE_PORT = 443
 LAB_PASSWORD = 'lab-Winrm-Pa55'  # a lab-only credential for the WinRM double
 
 
-def host_address(index):
-    return '127.0.10.%d' % (11 + index)
+def host_address(index, network='127.0.10'):
+    return '%s.%d' % (network, 11 + index)
 
 
 class HealthChecker:
@@ -153,8 +153,12 @@ class HealthChecker:
 class Lab:
     """Everything the lab runs. ``start()`` brings every host to version 1."""
 
-    def __init__(self, directory, hosts=3, drain_seconds=2.0, cold_start_s=2.0, health_interval=0.5, es_personality='es8'):
+    def __init__(self, directory, hosts=3, drain_seconds=2.0, cold_start_s=2.0, health_interval=0.5, es_personality='es8',
+                 network='127.0.10'):
+        if not network.startswith('127.') or network.count('.') != 2:
+            raise ValueError('network must be three octets inside 127.0.0.0/8, e.g. 127.0.10; got %r' % (network,))
         self.dir = Path(directory)
+        self.network = network
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host_count = int(hosts)
         self.drain_seconds = float(drain_seconds)
@@ -209,7 +213,7 @@ class Lab:
         self._stoppers.append(self.winrm.stop)
         for index, instance_id in enumerate(seeded['instances']):
             name = 'web%d' % (index + 1)
-            address = host_address(index)
+            address = host_address(index, self.network)
             sim = self.winrm.add_host(name)
             sim.on_site_start.append(self._site_started)
             sim.on_site_stop.append(self._site_stopped)

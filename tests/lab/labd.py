@@ -69,13 +69,14 @@ def main():
     parser.add_argument('--hosts', type=int, default=3)
     parser.add_argument('--drain-seconds', type=float, default=2.0)
     parser.add_argument('--cold-start', type=float, default=2.0)
+    parser.add_argument('--network', default='127.0.10', help='first three octets of the hosts\' loopback addresses')
     args = parser.parse_args()
     directory = Path(args.dir)
     state_file = directory / 'lab.json'
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    lab = Lab(directory, hosts=args.hosts, drain_seconds=args.drain_seconds, cold_start_s=args.cold_start)
+    lab = Lab(directory, hosts=args.hosts, drain_seconds=args.drain_seconds, cold_start_s=args.cold_start, network=args.network)
     control = None
     try:
         lab.start()

@@ -1,0 +1,220 @@
+"""The lab's own behaviour: what an ALB, IIS and ELK would do, on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import botocore.config
+import botocore.exceptions
+import pytest
+import winrm
+from lab.dataplane import PinnedHTTPSConnection
+from lab.fleet import GROUP, PUBLIC_NAME, Lab
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope='module')
+def lab(tmp_path_factory):
+    fleet = Lab(tmp_path_factory.mktemp('lab'), hosts=3, drain_seconds=1, cold_start_s=0.3, health_interval=0.2, network='127.0.12')
+    fleet.start()
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+def target_state(lab, host):
+    client = lab.alb.client('elbv2')
+    for desc in client.describe_target_health(TargetGroupArn=lab.group_arn)['TargetHealthDescriptions']:
+        if desc['Target']['Id'] == lab.hosts[host]['instance_id']:
+            return desc['TargetHealth']['State']
+    return None
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def get(address, port, ca, path='/'):
+    conn = PinnedHTTPSConnection(address, port, PUBLIC_NAME, lab_ctx(ca), 10)
+    conn.request('GET', path, headers={'Host': PUBLIC_NAME})
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    return resp.status, resp.getheader('X-App-Version')
+
+
+def lab_ctx(ca):
+    import ssl  # pylint: disable=import-outside-toplevel
+    return ssl.create_default_context(cafile=str(ca))
+
+
+def test_up_brings_every_host_to_version_1_registered_and_healthy(lab):
+    state = lab.state()
+    assert sorted(state['hosts']) == ['web1', 'web2', 'web3']
+    for host in state['hosts'].values():
+        assert host['running'] == ['app.example.com-1']
+        assert host['target_state'] == {GROUP: 'healthy'} and host['routed']
+    inventory = json.loads(Path(lab.inventory_path).read_text())
+    web1 = inventory['all']['children']['web']['hosts']['web1']
+    assert web1['ansible_host'] == '127.0.12.11' and web1['instance_id'] == lab.hosts['web1']['instance_id']
+    assert get(lab.plane.running.host, lab.plane.running.port, lab.ca.ca_path) == (200, '1')
+
+
+def test_health_states_move_like_an_alb_and_draining_holds_for_the_delay(lab):
+    client = lab.alb.client('elbv2')
+    target = [{'Id': lab.hosts['web2']['instance_id']}]
+    client.deregister_targets(TargetGroupArn=lab.group_arn, Targets=target)
+    started = time.monotonic()
+    assert target_state(lab, 'web2') == 'draining'
+    assert lab.hosts['web2']['instance_id'] not in {t[0] for t in lab.routable()}
+    assert wait_until(lambda: target_state(lab, 'web2') is None, 5)
+    assert time.monotonic() - started >= 0.9  # deregistration_delay is 1 s
+    client.register_targets(TargetGroupArn=lab.group_arn, Targets=target)
+    assert target_state(lab, 'web2') == 'initial'
+    assert lab.hosts['web2']['instance_id'] not in {t[0] for t in lab.routable()}
+    assert wait_until(lambda: target_state(lab, 'web2') == 'healthy', 5)
+    assert lab.hosts['web2']['instance_id'] in {t[0] for t in lab.routable()}
+
+
+def test_data_plane_never_routes_to_a_draining_or_unhealthy_target(lab):
+    web3 = lab.hosts['web3']['instance_id']
+    lab.fault('health-fail', host='web3')
+    try:
+        assert wait_until(lambda: target_state(lab, 'web3') == 'unhealthy', 5)
+        marked = len(lab.plane.access_log)
+        statuses = [get(lab.plane.running.host, lab.plane.running.port, lab.ca.ca_path)[0] for _ in range(12)]
+        assert statuses == [200] * 12
+        assert web3 not in {e['target'] for e in lab.plane.access_log[marked:]}
+    finally:
+        lab.fault('health-fail', host='web3', off=True)
+    assert wait_until(lambda: target_state(lab, 'web3') == 'healthy', 5)
+    client = lab.alb.client('elbv2')
+    client.deregister_targets(TargetGroupArn=lab.group_arn, Targets=[{'Id': web3}])
+    marked = len(lab.plane.access_log)
+    for _ in range(12):
+        get(lab.plane.running.host, lab.plane.running.port, lab.ca.ca_path)
+    assert web3 not in {e['target'] for e in lab.plane.access_log[marked:]}
+    assert wait_until(lambda: target_state(lab, 'web3') is None, 5)
+    client.register_targets(TargetGroupArn=lab.group_arn, Targets=[{'Id': web3}])
+    assert wait_until(lambda: target_state(lab, 'web3') == 'healthy', 5)
+
+
+def test_two_sites_cannot_hold_one_hosts_443(lab):
+    sim = lab.hosts['web1']['sim']
+    with sim.lock:
+        sim.add_site('app.example.com-9', [dict(protocol='https', ip='*', port=443)], state='Stopped')
+    result = sim.run_site_swap({'operation': 'apply', 'actions': [{'op': 'start_site', 'name': 'app.example.com-9'}]})
+    try:
+        assert result['failed'] and result['conflict_site'] == 'app.example.com-1'
+        assert ('web1', 'app.example.com-9') not in lab.sites
+        assert get('127.0.12.11', 443, lab.ca.ca_path) == (200, '1')
+    finally:
+        sim.run_site_swap({'operation': 'apply', 'actions': [{'op': 'remove_site', 'name': 'app.example.com-9'},
+                                                             {'op': 'remove_pool', 'name': 'app.example.com-9'}]})
+
+
+def test_app_requests_are_logged_to_elasticsearch(lab):
+    before = lab.es.count('iis-logs-*')
+    get('127.0.12.12', 443, lab.ca.ca_path, '/api/ping')
+    assert lab.es.count('iis-logs-*') == before + 1
+
+
+def test_faults_switch_on_and_off(lab):
+    web1 = lab.hosts['web1']
+    session = winrm.Session('https://%s:5986/wsman' % web1['address'], auth=('canary', 'lab-Winrm-Pa55'), transport='basic',
+                            server_cert_validation='validate', ca_trust_path=str(lab.ca.ca_path), read_timeout_sec=5, operation_timeout_sec=3)
+    shell = session.protocol.open_shell()
+    session.protocol.close_shell(shell)
+    lab.fault('winrm-down', host='web1')
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - any transport error: the host is gone
+            session.protocol.open_shell()
+    finally:
+        lab.fault('winrm-down', host='web1', off=True)
+    session.protocol.close_shell(session.protocol.open_shell())
+
+    lab.fault('es-down')
+    try:
+        with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+            urllib.request.urlopen(lab.es.url + '/', timeout=3)  # noqa: S310 - loopback
+    finally:
+        lab.fault('es-down', off=True)
+    with urllib.request.urlopen(lab.es.url + '/', timeout=3) as response:  # noqa: S310 - loopback
+        assert response.status == 200
+
+    client = lab.alb.client('elbv2')
+    no_retry = lab.alb.client('elbv2')
+    no_retry.meta.config.retries = {'max_attempts': 0}
+    strict = type(client)  # noqa: F841 - keep the client class alive for clarity
+    lab.fault('aws-throttle')
+    try:
+        raw = lab.alb.client('elbv2')
+        raw._client_config = raw._client_config.merge(botocore.config.Config(retries={'total_max_attempts': 1}))  # pylint: disable=protected-access
+        with pytest.raises(botocore.exceptions.ClientError) as info:
+            raw.describe_target_health(TargetGroupArn=lab.group_arn)
+        assert info.value.response['Error']['Code'] == 'Throttling'
+    finally:
+        lab.fault('aws-throttle', off=True)
+    assert client.describe_target_health(TargetGroupArn=lab.group_arn)['TargetHealthDescriptions']
+
+    lab.fault('site-crash', host='web2')
+    try:
+        assert get('127.0.12.12', 443, lab.ca.ca_path)[0] == 503
+    finally:
+        lab.fault('site-crash', host='web2', off=True)
+    assert get('127.0.12.12', 443, lab.ca.ca_path)[0] == 200
+    assert lab.state()['faults'] == []
+
+
+def test_unknown_fault_and_host_are_refused(lab):
+    with pytest.raises(ValueError, match='unknown fault'):
+        lab.fault('disk-full')
+    with pytest.raises(ValueError, match="unknown host 'web9'"):
+        lab.fault('site-crash', host='web9')
+
+
+def listening(address, port):
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((address, port)) == 0
+
+
+def test_labctl_up_and_down_leave_no_process_or_port_behind(tmp_path):
+    labctl = [sys.executable, str(ROOT / 'tests' / 'lab' / 'labctl')]
+    env = dict(os.environ)
+    up = subprocess.run(labctl + ['up', '--dir', str(tmp_path), '--hosts', '2', '--network', '127.0.13', '--cold-start', '0.2'],
+                        capture_output=True, text=True, timeout=180, check=False, env=env)
+    info = json.loads(up.stdout)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert listening('127.0.13.11', 443) and listening('127.0.13.12', 5986)
+        state = json.loads(subprocess.run(labctl + ['state', '--dir', str(tmp_path)], capture_output=True, text=True, timeout=60,
+                                          check=True).stdout)
+        assert sorted(state['hosts']) == ['web1', 'web2']
+        built = json.loads(subprocess.run(labctl + ['build', '7', '--dir', str(tmp_path), '--error-rate', '0.2'], capture_output=True,
+                                          text=True, timeout=60, check=True).stdout)
+        assert built['checksum'].startswith('sha256:') and built['manifest']['error_rate'] == 0.2
+    finally:
+        down = subprocess.run(labctl + ['down', '--dir', str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
+    assert down.returncode == 0 and json.loads(down.stdout)['stopped']
+    with pytest.raises(ProcessLookupError):
+        os.kill(info['pid'], 0)
+    control_port = int(info['control_url'].rsplit(':', 1)[1])
+    alb_port = int(info['alb_url'].rsplit(':', 1)[1])
+    assert not any([listening('127.0.13.11', 443), listening('127.0.13.12', 5986), listening('127.0.0.1', control_port),
+                    listening('127.0.0.1', alb_port)])
