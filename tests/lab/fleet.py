@@ -29,17 +29,17 @@ import threading
 import time
 from pathlib import Path
 
-from lab import packages
-from lab.app_site import AppSite
-from lab.artifacts import ArtifactServer
-from lab.dataplane import DataPlane, PinnedHTTPSConnection
-from lab.traffic import Traffic
 from moto.elbv2 import models as elbv2_models
 from moto.elbv2.exceptions import ELBClientError
 
 from doubles.es_double import EsDouble
 from doubles.moto_alb import MotoALB
 from doubles.winrm_double import WinRMDouble
+from lab import packages
+from lab.app_site import AppSite
+from lab.artifacts import ArtifactServer
+from lab.dataplane import DataPlane, PinnedHTTPSConnection
+from lab.traffic import Traffic
 from support.servers import server_tls_context
 from support.tls import TestCA
 

@@ -21,7 +21,6 @@ import build_collection  # noqa: E402
 sys.path.insert(0, str(Path(build_collection.sync()).parents[2]))
 
 from lab.fleet import Lab  # noqa: E402
-
 from support.servers import QuietHandler, start  # noqa: E402
 
 
