@@ -362,7 +362,7 @@ class SiteSwap:
         return {
             'changed': bool(actions),
             'previous_active': previous,
-            'active': (active if state == 'started' else None) if check_mode else (running(app, after_inventory) or [None])[0],
+            'active': predicted[0] if predicted else None,
             'sites': app_view(app, after_inventory),
             'actions': applied,
             'diff': {'before': {'running': was_running}, 'after': {'running': predicted}},
