@@ -133,7 +133,8 @@ function Set-SiteBindings {
     foreach ($b in @($Action.bindings)) {
         $flags = 0
         if ($b.sni) { $flags = 1 }
-        $collection += @{ protocol = [string]$b.protocol; bindingInformation = ([string]$b.ip + ':' + [string]$b.port + ':' + [string]$b.host_header); sslFlags = $flags }
+        $information = [string]$b.ip + ':' + [string]$b.port + ':' + [string]$b.host_header
+        $collection += @{ protocol = [string]$b.protocol; bindingInformation = $information; sslFlags = $flags }
     }
     Set-ItemProperty -LiteralPath $path -Name bindings -Value $collection
     foreach ($b in @($Action.bindings)) {
@@ -172,8 +173,13 @@ function Invoke-Action {
             $first = @($Action.bindings)[0]
             $id = 1
             foreach ($site in @(Get-ChildItem -LiteralPath 'IIS:\Sites')) { if ([int]$site.id -ge $id) { $id = [int]$site.id + 1 } }
+            $sitePath = [string]$Action.physical_path
+            $pool = [string]$Action.app_pool
+            $ip = [string]$first.ip
+            $port = [int]$first.port
+            $hostHeader = [string]$first.host_header
             try {
-                New-Website -Name $name -Id $id -PhysicalPath ([string]$Action.physical_path) -ApplicationPool ([string]$Action.app_pool) -IPAddress ([string]$first.ip) -Port ([int]$first.port) -HostHeader ([string]$first.host_header) | Out-Null
+                New-Website -Name $name -Id $id -PhysicalPath $sitePath -ApplicationPool $pool -IPAddress $ip -Port $port -HostHeader $hostHeader | Out-Null
             }
             catch {
                 # New-Website tries to start the site; a held binding only stops that start.

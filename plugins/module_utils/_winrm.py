@@ -178,8 +178,8 @@ class WinRMClient:
             cert_key_pem=p.get('winrm_cert_key_pem'),
             proxy=None,
         )
-        if p.get('winrm_ca_trust_path'):
-            kwargs['ca_trust_path'] = p['winrm_ca_trust_path']
+        # None: the system trust store, not pywinrm's deprecated environment lookup.
+        kwargs['ca_trust_path'] = p.get('winrm_ca_trust_path') or None
         return Protocol(**kwargs)
 
     def run(self, script, input_doc, what, timeout=300):

@@ -76,7 +76,9 @@ class SimHost:
         self.on_site_start = []
         self.on_site_stop = []
         self.lock = threading.RLock()
-        self.fault = None  # None, 'auth' (every request 401) or 'down' (connections are dropped)
+        # None, 'auth' (every request 401), 'down' (connections are dropped) or
+        # 'garbage' (the script prints something that is not a result)
+        self.fault = None
 
     # -- seeding -------------------------------------------------------
     def add_pool(self, name, state='Started', managed_runtime='v4.0', pipeline_mode='Integrated', identity='ApplicationPoolIdentity',

@@ -87,6 +87,7 @@ class WinRMDouble:
         self.shells = {}
         self.violations = []
         self.requests = 0
+        self.commands = []  # per command: command line length and number of Send operations
         self._lock = threading.Lock()
         self._listeners = []
 
@@ -148,7 +149,9 @@ class WinRMDouble:
         if action == ACTION_COMMAND:
             line = soap_body.find('rsp:CommandLine', NS)
             command_id = str(uuid.uuid4()).upper()
-            shell['commands'][command_id] = {
+            self.commands.append({'command_line': len(line.find('rsp:Command', NS).text) + len(line.findtext('rsp:Arguments', '', NS) or ''),
+                                  'sends': 0})
+            shell['commands'][command_id] = {'record': self.commands[-1],
                 'command': line.find('rsp:Command', NS).text,
                 'arguments': (line.findtext('rsp:Arguments', '', NS) or '').split(),
                 'stdin': bytearray(), 'output': None,
@@ -158,6 +161,7 @@ class WinRMDouble:
             stream = soap_body.find('rsp:Send/rsp:Stream', NS)
             command = shell['commands'][stream.get('CommandId')]
             command['stdin'] += base64.b64decode(stream.text or '')
+            command['record']['sends'] += 1
             if stream.get('End') == 'true':
                 command['output'] = self.execute(host, command)
             return _envelope(action, message_id, '<rsp:SendResponse/>')
@@ -199,6 +203,8 @@ class WinRMDouble:
         runner = HEADERS.get(first)
         if runner is None:
             return b'', _clixml_error('unknown script %r' % first), 1
+        if host.fault == 'garbage':
+            return b'Get-Website : not what the client expects\r\n', b'', 0
         result = getattr(host, runner)(doc)
         payload = base64.b64encode(json.dumps(result, ensure_ascii=False).encode('utf-8')).decode('ascii')
         begin, end = self.result_markers
@@ -261,3 +267,13 @@ class WSManHandler(servers.QuietHandler):
         self.end_headers()
         self.wfile.write(body)
         return None
+
+
+def client_params(double, running, **overrides):
+    """winrm_* options that reach ``running`` (a listener of ``double``)."""
+    params = dict(winrm_host=running.host, winrm_port=running.port, winrm_scheme=running.url.split(':', 1)[0], winrm_transport='basic',
+                  winrm_user=double.user, winrm_password=double.password, winrm_cert_pem=None, winrm_cert_key_pem=None,
+                  winrm_server_cert_validation='validate', winrm_ca_trust_path=None, winrm_operation_timeout=5, winrm_read_timeout=10,
+                  winrm_message_encryption='auto')
+    params.update(overrides)
+    return params
