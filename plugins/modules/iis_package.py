@@ -50,16 +50,18 @@ options:
     type: str
     choices: [present, absent]
     default: present
+attributes:
+  action_group:
+    membership: [immune.canary.winrm]
+  diff_mode:
+    description: No diff is produced; C(changed) tells whether the release would be installed or removed.
+    support: none
 extends_documentation_fragment:
   - immune.canary.winrm
   - immune.canary.attributes
   - immune.canary.attributes.CHECK_MODE_FULL
-attributes:
-  diff_mode:
-    description: No diff is produced; RV(changed) tells whether the release would be installed or removed.
-    support: none
 author:
-  - immune.canary contributors
+  - immune.canary contributors (@immune-canary)
 """
 
 EXAMPLES = r"""

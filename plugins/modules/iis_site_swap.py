@@ -133,6 +133,9 @@ options:
             description: Minutes of inactivity before the worker process stops; V(0) never.
             type: int
             default: 0
+attributes:
+  action_group:
+    membership: [immune.canary.winrm]
 extends_documentation_fragment:
   - immune.canary.winrm
   - immune.canary.attributes
@@ -142,7 +145,7 @@ notes:
   - Site and app pool names are passed as data; IIS's own naming rules apply when a site is created.
   - In check mode the host is read, the plan is returned in RV(actions), and nothing is changed; RV(sites) then shows the state found.
 author:
-  - immune.canary contributors
+  - immune.canary contributors (@immune-canary)
 """
 
 EXAMPLES = r"""
