@@ -21,10 +21,9 @@ import build_collection  # noqa: E402
 build_collection.sync()
 sys.path.insert(0, str(ROOT / '.build'))
 
+from ansible_collections.immune.canary.plugins.module_utils import _iis, _winrm  # noqa: E402
 from doubles.winrm_double import WinRMDouble, client_params  # noqa: E402
 from support.ansible_runner import run_module  # noqa: E402
-
-from ansible_collections.immune.canary.plugins.module_utils import _iis, _winrm  # noqa: E402
 
 APP = 'app.example.com'
 A, B = APP + '-1', APP + '-2'

@@ -124,9 +124,10 @@ def decode_clixml(text):
         return text.strip()
     parts = []
     for raw in _CLIXML_STRING.findall(text):
+        plain = raw
         for entity, char in _XML_ENTITIES:
-            raw = raw.replace(entity, char)
-        parts.append(_CLIXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), raw))
+            plain = plain.replace(entity, char)
+        parts.append(_CLIXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), plain))
     return ''.join(parts).strip()
 
 
@@ -199,14 +200,14 @@ class WinRMClient:
                 break
             except _NotStarted as exc:
                 if attempt >= CONNECT_ATTEMPTS or deadline.remaining() < 1:
-                    raise self._describe(what, exc.cause)
+                    raise self._describe(what, exc.cause) from exc.cause
                 delay = 0.5 * attempt
                 self._log('WinRM %s: %s; retry %d of %d in %.1f s' % (self.endpoint, _short(exc.cause), attempt, CONNECT_ATTEMPTS - 1, delay))
                 self._sleep(delay)
             except CanaryError:
                 raise
             except Exception as exc:  # pylint: disable=broad-exception-caught
-                raise self._describe(what, exc)
+                raise self._describe(what, exc) from exc
         text = stdout.decode('utf-8', errors='replace')
         result = parse_result(text)
         if result is not None:

@@ -238,11 +238,16 @@ elapsed:
   sample: 1.42
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
-from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch, fail_from_error
-from ansible_collections.immune.canary.plugins.module_utils._iis import SiteSwap, client_for, site_spec
-from ansible_collections.immune.canary.plugins.module_utils._winrm import HAS_PYWINRM, PYWINRM_IMPORT_ERROR, WINRM_REQUIRED_IF, winrm_argument_spec
+from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch, fail_from_error  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._iis import SiteSwap, client_for, site_spec  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._winrm import (  # noqa: E402
+    HAS_PYWINRM,
+    PYWINRM_IMPORT_ERROR,
+    WINRM_REQUIRED_IF,
+    winrm_argument_spec,
+)
 
 
 def main():

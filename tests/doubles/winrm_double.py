@@ -25,9 +25,8 @@ import threading
 import uuid
 import xml.etree.ElementTree as ET
 
-from support import servers
-
 from doubles.iis_sim import SimHost
+from support import servers
 
 NS = {
     's': 'http://www.w3.org/2003/05/soap-envelope',
@@ -266,7 +265,6 @@ class WSManHandler(servers.QuietHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
-        return None
 
 
 def client_params(double, running, **overrides):

@@ -7,10 +7,10 @@ import io
 import zipfile
 
 import pytest
-from support import servers
-from support.ansible_runner import run_module
 
 from doubles.winrm_double import WinRMDouble
+from support import servers
+from support.ansible_runner import run_module
 
 DEST = 'D:\\sites\\app.example.com-3457'
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from support.ansible_runner import BIN, ansible_env, run_module
 
 from doubles.iis_sim import snapshot
 from doubles.winrm_double import WinRMDouble
+from support.ansible_runner import BIN, ansible_env, run_module
 
 APP = 'app.example.com'
 OLD, NEW = APP + '-3456', APP + '-3457'

@@ -9,14 +9,13 @@ import io
 import zipfile
 
 import pytest
-from support import servers
-from support.tls import TestCA
-
-from doubles.iis_sim import snapshot
-from doubles.winrm_double import WinRMDouble, client_params
 
 from ansible_collections.immune.canary.plugins.module_utils import _iis, _winrm
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
+from doubles.iis_sim import snapshot
+from doubles.winrm_double import WinRMDouble, client_params
+from support import servers
+from support.tls import TestCA
 
 APP = 'app.example.com'
 OLD, NEW = APP + '-3456', APP + '-3457'
