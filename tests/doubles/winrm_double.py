@@ -150,7 +150,8 @@ class WinRMDouble:
             command_id = str(uuid.uuid4()).upper()
             self.commands.append({'command_line': len(line.find('rsp:Command', NS).text) + len(line.findtext('rsp:Arguments', '', NS) or ''),
                                   'sends': 0})
-            shell['commands'][command_id] = {'record': self.commands[-1],
+            shell['commands'][command_id] = {
+                'record': self.commands[-1],
                 'command': line.find('rsp:Command', NS).text,
                 'arguments': (line.findtext('rsp:Arguments', '', NS) or '').split(),
                 'stdin': bytearray(), 'output': None,
