@@ -1,0 +1,428 @@
+# Copyright: immune.canary contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""IIS service layer: validate, plan, run the fixed scripts over WinRM.
+
+``SiteSwap`` reads the host's inventory with the ``iis_site_swap`` script,
+plans the ordered primitive actions here in Python (testable without
+Windows), and sends them back to the same script to apply. ``Package`` runs
+the ``iis_package`` script, which does the whole job on the host.
+Knows nothing about Ansible; raises CanaryError.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
+from ansible_collections.immune.canary.plugins.module_utils._iis_scripts import PACKAGE, SITE_SWAP
+from ansible_collections.immune.canary.plugins.module_utils._winrm import WinRMClient
+
+CHECKSUM_RE = re.compile(r'^sha256:[0-9a-f]{64}$')
+THUMBPRINT_RE = re.compile(r'^[0-9A-F]{40}$')
+HOST_HEADER_RE = re.compile(r'^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?$')
+IP_RE = re.compile(r'^(\*|\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\])$')
+# Characters IIS refuses in a new site or app pool name.
+IIS_INVALID_NAME_CHARS = set('\\/?;:@&=+$,|"<>*')
+PIPELINE_MODES = ('Integrated', 'Classic')
+IDENTITIES = ('ApplicationPoolIdentity', 'NetworkService', 'LocalService', 'LocalSystem')
+START_MODES = ('AlwaysRunning', 'OnDemand')
+STATES = ('started', 'stopped', 'query')
+
+
+def binding_spec():
+    return dict(
+        protocol=dict(type='str', default='https', choices=['http', 'https']),
+        ip=dict(type='str', default='*'),
+        port=dict(type='int'),
+        host_header=dict(type='str', default=''),
+        certificate_thumbprint=dict(type='str'),
+        certificate_store=dict(type='str', default='My'),
+        sni=dict(type='bool', default=False),
+    )
+
+
+def site_spec():
+    return dict(
+        physical_path=dict(type='str', required=True),
+        bindings=dict(type='list', elements='dict', required=True, options=binding_spec()),
+        preload_enabled=dict(type='bool', default=True),
+        app_pool=dict(type='dict', options=dict(
+            name=dict(type='str'),
+            managed_runtime=dict(type='str', default='v4.0'),
+            pipeline_mode=dict(type='str', default='Integrated', choices=list(PIPELINE_MODES)),
+            identity=dict(type='str', default='ApplicationPoolIdentity', choices=list(IDENTITIES)),
+            start_mode=dict(type='str', default='AlwaysRunning', choices=list(START_MODES)),
+            idle_timeout=dict(type='int', default=0),
+        )),
+    )
+
+
+def _name_problem(value):
+    if not isinstance(value, str) or not value.strip():
+        return 'it is empty'
+    if len(value) > 255:
+        return 'it is longer than 255 characters'
+    if '\\' in value or '/' in value or '\x00' in value:
+        return 'it contains a path separator or NUL'
+    return None
+
+
+def validate_name(option, value):
+    problem = _name_problem(value)
+    if problem:
+        raise CanaryError('Invalid %s %r: %s; use a site name without \\, / or NUL' % (option, value, problem))
+
+
+def validate_creatable_name(option, value):
+    validate_name(option, value)
+    bad = sorted(IIS_INVALID_NAME_CHARS.intersection(value)) + (['control characters'] if any(ord(c) < 32 for c in value) else [])
+    if bad:
+        raise CanaryError('Invalid %s %r: IIS cannot create a site or app pool whose name contains %s' % (option, value, ' '.join(bad)))
+
+
+def is_app_site(app, name):
+    return name == app or name.startswith(app + '-')
+
+
+def normalize_binding(index, raw):
+    option = 'site.bindings[%d]' % index
+    b = dict(binding_spec_defaults(), **{k: v for k, v in raw.items() if v is not None})
+    if b['protocol'] not in ('http', 'https'):
+        raise CanaryError('Invalid %s.protocol %r: use http or https' % (option, b['protocol']))
+    if b.get('port') is None:
+        b['port'] = 443 if b['protocol'] == 'https' else 80
+    if not isinstance(b['port'], int) or not 0 < b['port'] < 65536:
+        raise CanaryError('Invalid %s.port %r: use a TCP port between 1 and 65535' % (option, b['port']))
+    if not IP_RE.match(b['ip']):
+        raise CanaryError('Invalid %s.ip %r: use * or an IPv4 address or a bracketed IPv6 address' % (option, b['ip']))
+    if b['host_header'] and not HOST_HEADER_RE.match(b['host_header']):
+        raise CanaryError('Invalid %s.host_header %r: use a DNS name (letters, digits, dots, hyphens) or an empty string' % (option, b['host_header']))
+    thumb = (b.get('certificate_thumbprint') or '').replace(' ', '').upper()
+    if thumb and not THUMBPRINT_RE.match(thumb):
+        raise CanaryError('Invalid %s.certificate_thumbprint %r: use the 40 hex digit SHA-1 thumbprint' % (option, b.get('certificate_thumbprint')))
+    if thumb and b['protocol'] != 'https':
+        raise CanaryError('Invalid %s: a certificate_thumbprint needs protocol https' % option)
+    if b['sni'] and not b['host_header']:
+        raise CanaryError('Invalid %s: sni needs a host_header' % option)
+    https = b['protocol'] == 'https'
+    return {
+        'protocol': b['protocol'], 'ip': b['ip'], 'port': b['port'], 'host_header': b['host_header'],
+        'certificate_thumbprint': thumb if https else '',
+        'certificate_store': (b.get('certificate_store') or 'My') if https and thumb else '',
+        'sni': bool(b['sni']) if https else False,
+    }
+
+
+def binding_spec_defaults():
+    return {k: v.get('default') for k, v in binding_spec().items()}
+
+
+def binding_key(b):
+    return (b['protocol'], b['ip'], int(b['port']), b['host_header'].lower(), b.get('certificate_thumbprint') or '',
+            (b.get('certificate_store') or '') if b.get('certificate_thumbprint') else '', bool(b.get('sni')))
+
+
+def binding_text(b):
+    return '%s %s:%s:%s' % (b['protocol'], b['ip'], b['port'], b['host_header'])
+
+
+def bindings_overlap(a, b):
+    same_ip = a['ip'] == b['ip'] or '*' in (a['ip'], b['ip'])
+    return same_ip and int(a['port']) == int(b['port']) and a['host_header'].lower() == b['host_header'].lower()
+
+
+def normalize_site(active, site):
+    """The desired definition of ``active`` from the ``site`` option."""
+    if not isinstance(site.get('physical_path'), str) or not re.match(r'^([A-Za-z]:\\|\\\\)', site['physical_path']):
+        raise CanaryError('Invalid site.physical_path %r: use an absolute Windows path such as D:\\sites\\%s' % (site.get('physical_path'), active))
+    bindings = site.get('bindings') or []
+    if not bindings:
+        raise CanaryError('Invalid site.bindings []: give at least one binding')
+    norm = [normalize_binding(i, b) for i, b in enumerate(bindings)]
+    seen = {}
+    for i, b in enumerate(norm):
+        key = (b['ip'], b['port'], b['host_header'].lower())
+        if key in seen:
+            raise CanaryError('Invalid site.bindings[%d] %s: duplicates site.bindings[%d]' % (i, binding_text(b), seen[key]))
+        seen[key] = i
+    pool = dict(site.get('app_pool') or {})
+    pool_defaults = {k: v.get('default') for k, v in site_spec()['app_pool']['options'].items()}
+    pool = dict(pool_defaults, **{k: v for k, v in pool.items() if v is not None})
+    pool['name'] = pool.get('name') or active
+    validate_creatable_name('site.app_pool.name', pool['name'])
+    if pool['pipeline_mode'] not in PIPELINE_MODES:
+        raise CanaryError('Invalid site.app_pool.pipeline_mode %r: use one of %s' % (pool['pipeline_mode'], ', '.join(PIPELINE_MODES)))
+    if pool['identity'] not in IDENTITIES:
+        raise CanaryError('Invalid site.app_pool.identity %r: use one of %s' % (pool['identity'], ', '.join(IDENTITIES)))
+    if pool['start_mode'] not in START_MODES:
+        raise CanaryError('Invalid site.app_pool.start_mode %r: use one of %s' % (pool['start_mode'], ', '.join(START_MODES)))
+    if not isinstance(pool['idle_timeout'], int) or pool['idle_timeout'] < 0:
+        raise CanaryError('Invalid site.app_pool.idle_timeout %r: use minutes >= 0 (0 = never)' % (pool['idle_timeout'],))
+    if pool['managed_runtime'] not in ('', 'v4.0', 'v2.0'):
+        raise CanaryError('Invalid site.app_pool.managed_runtime %r: use v4.0, v2.0 or an empty string (no managed code)' % (pool['managed_runtime'],))
+    return {
+        'physical_path': site['physical_path'],
+        'bindings': norm,
+        'preload_enabled': bool(site.get('preload_enabled', True)),
+        'app_pool': pool,
+    }
+
+
+def validate_swap(params):
+    """Check every input of iis_site_swap before anything is touched."""
+    app = params.get('app')
+    validate_name('app', app)
+    state = params.get('state') or 'started'
+    if state not in STATES:
+        raise CanaryError('Invalid state %r: use one of %s' % (state, ', '.join(STATES)))
+    active = params.get('active')
+    if active is not None:
+        validate_name('active', active)
+        if not is_app_site(app, active):
+            raise CanaryError('Invalid active %r: a site of app %r is named %r or starts with %r' % (active, app, app, app + '-'))
+    if state == 'started' and not active:
+        raise CanaryError('Invalid active: state=started needs the name of the site to run')
+    for i, name in enumerate(params.get('keep') or []):
+        validate_name('keep[%d]' % i, name)
+    site = None
+    if params.get('site'):
+        if not active:
+            raise CanaryError('Invalid site: it describes the site named by active, which is not set')
+        validate_creatable_name('active', active)
+        site = normalize_site(active, params['site'])
+    if params.get('prune') and not active and not params.get('keep'):
+        raise CanaryError('Invalid prune=true: without active or keep it would remove every site of app %r' % app)
+    timeout = params.get('wait_timeout', 120)
+    if timeout is None or timeout <= 0:
+        raise CanaryError('Invalid wait_timeout %r: use seconds > 0' % (timeout,))
+    return site
+
+
+def _pool_settings(pool):
+    return {k: pool[k] for k in ('managed_runtime', 'pipeline_mode', 'identity', 'start_mode', 'idle_timeout')}
+
+
+def plan_swap(params, site, inventory):
+    """Ordered primitive actions that bring ``inventory`` to the desired state.
+
+    Raises CanaryError (nothing touched) when the goal is impossible: the
+    active site is missing and cannot be created, or its bindings are held
+    by a running site that is not the app's.
+    """
+    app, state, active = params['app'], params.get('state') or 'started', params.get('active')
+    sites = {s['name']: s for s in inventory['sites']}
+    pools = {p['name']: p for p in inventory['pools']}
+    app_sites = [s for s in inventory['sites'] if is_app_site(app, s['name'])]
+    actions = []
+    if state == 'query':
+        return actions
+
+    current = sites.get(active) if active else None
+    if active and current is None and site is None and state == 'started':
+        raise CanaryError('Failed to start site %r: it does not exist on the host and no site definition was given to create it' % active)
+
+    # Converge the active site and its pool first: nothing is stopped yet, so
+    # a definition IIS rejects leaves the running version untouched.
+    active_pool = current['app_pool'] if current else None
+    if site is not None:
+        pool = site['app_pool']
+        active_pool = pool['name']
+        if pool['name'] not in pools:
+            actions.append(dict(op='create_pool', name=pool['name'], **_pool_settings(pool)))
+        elif any(pools[pool['name']].get(k) != v for k, v in _pool_settings(pool).items()):
+            actions.append(dict(op='set_pool', name=pool['name'], **_pool_settings(pool)))
+        if current is None:
+            actions.append(dict(op='create_site', name=active, physical_path=site['physical_path'], app_pool=pool['name'],
+                                preload_enabled=site['preload_enabled'], bindings=site['bindings']))
+        else:
+            if (current['physical_path'] != site['physical_path'] or current['app_pool'] != pool['name']
+                    or bool(current.get('preload_enabled')) != site['preload_enabled']):
+                actions.append(dict(op='set_site', name=active, physical_path=site['physical_path'], app_pool=pool['name'],
+                                    preload_enabled=site['preload_enabled']))
+            if sorted(map(binding_key, current['bindings'])) != sorted(map(binding_key, site['bindings'])):
+                actions.append(dict(op='set_bindings', name=active, bindings=site['bindings']))
+
+    keep_running = active if state == 'started' else None
+    stopped_pools = set()
+    for s in app_sites:
+        if s['name'] == keep_running:
+            continue
+        if s['state'] != 'Stopped':
+            actions.append(dict(op='stop_site', name=s['name']))
+        pool = s['app_pool']
+        if pool and pool != (active_pool if keep_running else None) and pool not in stopped_pools and pools.get(pool, {}).get('state', 'Stopped') != 'Stopped':
+            actions.append(dict(op='stop_pool', name=pool))
+            stopped_pools.add(pool)
+
+    if state == 'started':
+        wanted = site['bindings'] if site is not None else current['bindings']
+        for other in inventory['sites']:
+            if is_app_site(app, other['name']) or other['state'] != 'Started':
+                continue
+            for mine in wanted:
+                for theirs in other['bindings']:
+                    if bindings_overlap(mine, theirs):
+                        raise CanaryError('Failed to start site %r: binding %s is held by site %r, which is not a site of app %r '
+                                          '(IIS error 0x800700B7)' % (active, binding_text(mine), other['name'], app),
+                                          conflict_site=other['name'])
+        pool_state = pools.get(active_pool, {}).get('state') if active_pool else None
+        if active_pool and (pool_state != 'Started' or any(a['op'] == 'create_pool' for a in actions)):
+            actions.append(dict(op='start_pool', name=active_pool))
+        if current is None or current['state'] != 'Started':
+            actions.append(dict(op='start_site', name=active))
+
+    if params.get('prune'):
+        keep = set(params.get('keep') or []) | ({active} if active else set())
+        remaining_pools = {s['app_pool'] for s in inventory['sites'] if s['name'] in keep or not is_app_site(app, s['name'])}
+        if active_pool:
+            remaining_pools.add(active_pool)
+        for s in app_sites:
+            if s['name'] in keep:
+                continue
+            if s['state'] != 'Stopped' and not any(a['op'] == 'stop_site' and a['name'] == s['name'] for a in actions):
+                actions.append(dict(op='stop_site', name=s['name']))
+            actions.append(dict(op='remove_site', name=s['name']))
+            if s['app_pool'] and s['app_pool'] not in remaining_pools and s['app_pool'] in pools:
+                actions.append(dict(op='remove_pool', name=s['app_pool']))
+                remaining_pools.add(s['app_pool'])
+            if params.get('prune_content') and s['physical_path']:
+                actions.append(dict(op='remove_content', name=s['name'], path=s['physical_path']))
+    return actions
+
+
+def describe_action(action):
+    words = {
+        'create_pool': 'create app pool', 'set_pool': 'configure app pool', 'create_site': 'create site', 'set_site': 'configure site',
+        'set_bindings': 'set bindings of site', 'stop_site': 'stop site', 'stop_pool': 'stop app pool', 'start_pool': 'start app pool',
+        'start_site': 'start site', 'remove_site': 'remove site', 'remove_pool': 'remove app pool', 'remove_content': 'remove content of site',
+    }
+    text = '%s %s' % (words[action['op']], action['name'])
+    if action['op'] == 'remove_content':
+        text += ' (%s)' % action['path']
+    return text
+
+
+def app_view(app, inventory):
+    """The app's sites as returned to the user."""
+    out = []
+    for s in inventory['sites']:
+        if is_app_site(app, s['name']):
+            out.append({k: s[k] for k in ('name', 'id', 'state', 'app_pool', 'app_pool_state', 'physical_path', 'bindings')})
+    return sorted(out, key=lambda s: s['name'])
+
+
+def running(app, inventory):
+    return sorted(s['name'] for s in inventory['sites'] if is_app_site(app, s['name']) and s['state'] == 'Started')
+
+
+class SiteSwap:
+    """Make exactly one site of an app run on one host (or none)."""
+
+    def __init__(self, client, host_label=None):
+        self.client = client
+        self.host = host_label or client.params['winrm_host']
+
+    def _call(self, doc, what, timeout):
+        result = self.client.run(SITE_SWAP, doc, what, timeout=timeout)
+        if not isinstance(result, dict) or 'inventory' not in result:
+            raise CanaryError('Failed to %s: the script returned an unexpected result' % what)
+        return result
+
+    def run(self, params, check_mode=False):
+        site = validate_swap(params)
+        app, active = params['app'], params.get('active')
+        wait_timeout = params.get('wait_timeout', 120)
+        what = 'read the IIS sites of app %r on %s' % (app, self.host)
+        before = self._call({'operation': 'query'}, what, timeout=wait_timeout + 60)
+        if before['failed']:
+            raise CanaryError('Failed to %s: %s' % (what, before['msg']))
+        inventory = before['inventory']
+        was_running = running(app, inventory)
+        previous = active if active in was_running else (was_running[0] if was_running else None)
+        actions = plan_swap(params, site, inventory)
+        after_inventory = inventory
+        applied = [describe_action(a) for a in actions]
+        if actions and not check_mode:
+            what = 'apply the IIS changes for app %r on %s' % (app, self.host)
+            result = self._call({'operation': 'apply', 'actions': actions, 'wait_timeout': wait_timeout}, what, timeout=wait_timeout + 60)
+            after_inventory = result['inventory'] or inventory
+            if result['failed']:
+                done = list(result.get('applied') or [])
+                if result.get('conflict_site'):
+                    msg = ('Failed to start site %r on %s: a binding is held by site %r (IIS error 0x800700B7)'
+                           % (active, self.host, result['conflict_site']))
+                else:
+                    msg = 'Failed to %s: %s' % (what, result['msg'])
+                raise CanaryError(msg, actions=done, sites=app_view(app, after_inventory), conflict_site=result.get('conflict_site') or None)
+        state = params.get('state') or 'started'
+        if check_mode and state != 'query':
+            predicted = [active] if state == 'started' else []
+        else:
+            predicted = running(app, after_inventory)
+        return {
+            'changed': bool(actions),
+            'previous_active': previous,
+            'active': predicted[0] if predicted else None,
+            'sites': app_view(app, after_inventory),
+            'actions': applied,
+            'diff': {'before': {'running': was_running}, 'after': {'running': predicted}},
+        }
+
+
+def validate_package(params):
+    checksum = params.get('checksum')
+    if not isinstance(checksum, str) or not CHECKSUM_RE.match(checksum.strip().lower()):
+        raise CanaryError('Invalid checksum %r: use sha256:<64 hex digits>' % (checksum,))
+    dest = params.get('dest')
+    if not isinstance(dest, str) or not re.match(r'^([A-Za-z]:\\|\\\\)[^\x00]*[^\\\x00 ]$', dest) or re.match(r'^[A-Za-z]:\\$', dest):
+        raise CanaryError('Invalid dest %r: use an absolute Windows folder path such as D:\\sites\\app.example.com-3457' % (dest,))
+    state = params.get('state') or 'present'
+    url = params.get('url')
+    if state == 'present' and (not isinstance(url, str) or not re.match(r'^https?://[^\s/]+', url)):
+        raise CanaryError('Invalid url %r: use an http:// or https:// URL' % (url,))
+    timeout = params.get('timeout', 300)
+    if not isinstance(timeout, int) or timeout <= 0:
+        raise CanaryError('Invalid timeout %r: use seconds > 0' % (timeout,))
+    for key, value in (params.get('headers') or {}).items():
+        if not re.match(r'^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$', str(key)) or any(c in str(value) for c in '\r\n'):
+            raise CanaryError('Invalid headers: header %r is not a valid HTTP header name or its value holds a line break' % (key,))
+    return checksum.strip().lower()
+
+
+class Package:
+    """Make the host hold one verified release in ``dest`` (or nothing)."""
+
+    def __init__(self, client, host_label=None):
+        self.client = client
+        self.host = host_label or client.params['winrm_host']
+
+    def run(self, params, check_mode=False):
+        checksum = validate_package(params)
+        state = params.get('state') or 'present'
+        doc = {
+            'state': state,
+            'url': params.get('url') or '',
+            'checksum': checksum,
+            'dest': params['dest'],
+            'headers': {str(k): str(v) for k, v in (params.get('headers') or {}).items()},
+            'validate_certs': bool(params.get('validate_certs', True)),
+            'timeout': params.get('timeout', 300),
+            'check_mode': bool(check_mode),
+        }
+        verb = 'remove' if state == 'absent' else 'install'
+        what = '%s package %s on %s' % (verb, params['dest'], self.host)
+        result = self.client.run(PACKAGE, doc, what, timeout=doc['timeout'] + 120)
+        if not isinstance(result, dict) or 'changed' not in result:
+            raise CanaryError('Failed to %s: the script returned an unexpected result' % what)
+        if result.get('failed'):
+            raise CanaryError('Failed to %s: %s' % (what, result.get('msg') or 'unknown error'))
+        return {
+            'changed': bool(result['changed']),
+            'dest': params['dest'],
+            'checksum': result.get('checksum') or (checksum if state == 'present' else None),
+            'size': result.get('size'),
+        }
+
+
+def client_for(params, log=None):
+    return WinRMClient({k: v for k, v in params.items() if k.startswith('winrm_')}, log=log)

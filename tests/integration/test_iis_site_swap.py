@@ -1,0 +1,106 @@
+"""iis_site_swap through real ansible-playbook against the WS-Management double."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from doubles.iis_sim import snapshot
+from doubles.winrm_double import WinRMDouble
+from support.ansible_runner import BIN, ansible_env, run_module
+
+APP = 'app.example.com'
+OLD, NEW = APP + '-3456', APP + '-3457'
+PUBLIC = dict(port=443, host_header=APP, sni=True)
+SITE = dict(physical_path='D:\\sites\\' + NEW, bindings=[dict(PUBLIC, certificate_thumbprint='B2' * 20)])
+KEYS = {'changed', 'previous_active', 'active', 'sites', 'actions', 'elapsed'}
+
+
+@pytest.fixture
+def double():
+    with WinRMDouble() as d:
+        host = d.add_host('web1')
+        host.add_site('Default Web Site', [dict(protocol='http', port=80)])
+        host.add_site(OLD, [PUBLIC], physical_path='D:\\sites\\' + OLD)
+        d.running = d.listen('web1')
+        yield d
+
+
+def connection(double):
+    return dict(winrm_host=double.running.host, winrm_port=double.running.port, winrm_scheme='http', winrm_transport='basic',
+                winrm_user=double.user, winrm_password=double.password)
+
+
+def run(double, check=False, diff=False, **args):
+    result = run_module('iis_site_swap', dict(connection(double), **args), check=check, diff=diff)
+    assert double.password not in result.stdout + result.stderr
+    return result
+
+
+def test_deploy_check_real_idempotent(double):
+    host = double.hosts['web1']
+    args = dict(app=APP, active=NEW, site=SITE, prune=True)
+    before = snapshot(host)
+
+    check = run(double, check=True, diff=True, **args)
+    assert not check.failed, check.result
+    assert check.result['changed'] is True
+    assert set(check.result) >= KEYS
+    # the results callback drops 'diff'; the default callback prints it
+    changed_lines = [line.strip() for line in check.stdout.splitlines() if line[:1] in '+-' and not line.startswith(('---', '+++'))]
+    assert any(line.startswith('-') and OLD in line for line in changed_lines), check.stdout
+    assert any(line.startswith('+') and NEW in line for line in changed_lines), check.stdout
+    assert snapshot(host) == before
+
+    real = run(double, diff=True, **args)
+    assert real.result['changed'] is True
+    assert real.result['previous_active'] == OLD
+    assert real.result['active'] == NEW
+    assert real.result['actions'] == ['create app pool ' + NEW, 'create site ' + NEW, 'stop site ' + OLD, 'stop app pool ' + OLD,
+                                      'start app pool ' + NEW, 'start site ' + NEW, 'remove site ' + OLD, 'remove app pool ' + OLD]
+    assert [s['name'] for s in real.result['sites']] == [NEW]
+    assert host.running() == ['Default Web Site', NEW]
+
+    again_check = run(double, check=True, **args)
+    assert again_check.result['changed'] is False
+    again = run(double, **args)
+    assert again.result['changed'] is False
+    assert again.result['actions'] == []
+    assert set(again.result) >= KEYS
+
+
+def test_stop_then_revert(double):
+    host = double.hosts['web1']
+    stopped = run(double, app=APP, state='stopped')
+    assert (stopped.result['changed'], stopped.result['previous_active'], stopped.result['active']) == (True, OLD, None)
+    assert run(double, app=APP, state='stopped').result['changed'] is False
+    started = run(double, app=APP, active=OLD)
+    assert (started.result['changed'], started.result['active']) == (True, OLD)
+    assert host.running() == ['Default Web Site', OLD]
+
+
+def test_failures_name_the_cause(double):
+    missing = run(double, app=APP, active=NEW)
+    assert missing.failed
+    assert missing.result['msg'] == ("Failed to start site 'app.example.com-3457': it does not exist on the host and no site definition "
+                                     "was given to create it")
+    assert 'elapsed' in missing.result
+
+    bad = run_module('iis_site_swap', dict(connection(double), app=APP, active=NEW, winrm_password='not-the-Secret'))
+    assert bad.failed
+    assert bad.result['msg'] == ("Failed to read the IIS sites of app 'app.example.com' on %s: the credentials of user 'canary' were rejected "
+                                 "by %s/wsman (HTTP 401)" % (double.running.host, double.running.url))
+    assert 'not-the-Secret' not in bad.stdout + bad.stderr
+
+    wrong = run(double, app=APP, active=NEW, site=dict(SITE, bindings=[dict(port=443, host_header='bad host')]))
+    assert wrong.result['msg'] == "Invalid site.bindings[0].host_header 'bad host': use a DNS name (letters, digits, dots, hyphens) or an empty string"
+    assert double.hosts['web1'].scripts == [s for s in double.hosts['web1'].scripts if s[2]['operation'] == 'query']
+
+
+def test_ansible_doc_renders_both_modules():
+    for name in ('iis_site_swap', 'iis_package'):
+        proc = subprocess.run([str(BIN / 'ansible-doc'), 'immune.canary.' + name], capture_output=True, text=True, env=ansible_env(), check=False)
+        assert proc.returncode == 0, proc.stderr
+        assert 'winrm_password' in proc.stdout
+        assert 'RETURN VALUES' in proc.stdout
