@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -25,14 +26,24 @@ class CallbackModule(CallbackBase):
     CALLBACK_NAME = 'canary_results'
     CALLBACK_NEEDS_ENABLED = True
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._task_started = {}
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._task_started[task._uuid] = time.time()
+
     def _write(self, status, result):
         path = os.environ.get('CANARY_RESULTS_FILE')
         if not path:
             return
+        now = time.time()
         record = {
             'status': status,
             'host': result._host.get_name(),
             'task': result._task.get_name(),
+            'started': self._task_started.get(result._task._uuid, now),
+            'ended': now,
             'result': json.loads(self._dump_results(result._result)),
         }
         with open(path, 'a', encoding='utf-8') as handle:
