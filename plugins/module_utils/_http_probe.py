@@ -40,6 +40,7 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # Backoff while the server is not answering yet, and between failed rounds.
 COLD_START_BACKOFF = (0.2, 2.0, 1.5)
 ROUND_BACKOFF = (0.1, 1.0, 1.5)
+MIN_ATTEMPT_TIME = 0.05
 
 
 class ProbeFailure(Exception):
@@ -210,6 +211,41 @@ class ProbeConfig:
         return ctx
 
 
+class HeaderCut(http.client.HTTPException):
+    """The connection ended inside the response's header block."""
+
+
+class _EofWatch:
+    """Wraps the response file and notes an end of stream while reading lines."""
+
+    def __init__(self, fp):
+        self._fp = fp
+        self.eof = False
+
+    def readline(self, *args):
+        line = self._fp.readline(*args)
+        if not line:
+            self.eof = True
+        return line
+
+    def __getattr__(self, name):
+        return getattr(self._fp, name)
+
+
+class _Response(http.client.HTTPResponse):
+    """http.client takes a header block that ends with the connection for a
+    complete one; a cut-off response must not pass as an empty 200."""
+
+    def __init__(self, sock, *args, **kwargs):
+        super().__init__(sock, *args, **kwargs)
+        self._watch = self.fp = _EofWatch(self.fp)
+
+    def begin(self):
+        super().begin()
+        if self._watch.eof:
+            raise HeaderCut()
+
+
 class Sample:
     """Timings of one request, in milliseconds."""
 
@@ -279,6 +315,7 @@ class WarmupProbe:
             handshaken = time.perf_counter()
             conn = http.client.HTTPConnection(target.host, self._port(target), timeout=timeout)
             conn.sock = sock
+            conn.response_class = _Response
             headers = {'Host': target.host_header, 'User-Agent': USER_AGENT, 'Accept': '*/*', 'Connection': 'close'}
             headers.update(cfg.headers)
             conn.request(cfg.method, target.path, body=cfg.body, headers=headers)
@@ -295,8 +332,13 @@ class WarmupProbe:
             raise ProbeFailure('connection closed by %s before a complete response from %s' % (where, target.label), True) from exc
         except ConnectionResetError as exc:
             raise ProbeFailure('connection reset by %s during the response from %s' % (where, target.label), True) from exc
+        except HeaderCut as exc:
+            raise ProbeFailure('response from %s cut off inside the headers' % target.label, True) from exc
         except http.client.HTTPException as exc:
             raise ProbeFailure('invalid response from %s: %s' % (target.label, type(exc).__name__), True) from exc
+        except ssl.SSLError as exc:
+            # Alerts after the handshake: a client certificate the server refused, for example.
+            raise ProbeFailure('TLS error from %s for %s: %s' % (where, target.label, exc.reason or exc), False) from exc
         except OSError as exc:
             raise ProbeFailure('connection to %s failed during the request for %s: %s' % (where, target.label, exc.strerror or exc), True) from exc
         finally:
@@ -394,11 +436,11 @@ class WarmupProbe:
     def _cold_start(self, deadline):
         """Retry the first URL until it gives a good answer."""
         target = self.cfg.targets[0]
-        if self.cfg.first_request_timeout <= deadline.remaining():
+        if self.cfg.first_request_timeout <= self.cfg.timeout:
             limit, name = self.cfg.first_request_timeout, 'first_request_timeout'
         else:
-            limit, name = deadline.remaining(), 'timeout'
-        cold = Deadline(limit, clock=self._clock)
+            limit, name = self.cfg.timeout, 'timeout'
+        cold = Deadline(min(limit, deadline.remaining()), clock=self._clock)
         intervals = poll_intervals(*COLD_START_BACKOFF)
         while True:
             self.attempts += 1
@@ -410,10 +452,11 @@ class WarmupProbe:
                     self.url_results[0]['status'] = failure.status
                 if not failure.retryable:
                     raise self._error(failure.reason, deadline, phase='attempts') from None
-                if cold.expired():
-                    raise self._error('%s until %s %g s ran out' % (failure.reason, name, limit), deadline, phase='attempts') from None
                 self._log('warmup attempt %d: %s; retrying' % (self.attempts, failure.reason))
                 self._sleep(min(next(intervals), max(cold.remaining(), 0)))
+                # No attempt without time for an answer: it would only replace the real reason by a timeout.
+                if cold.remaining() < MIN_ATTEMPT_TIME:
+                    raise self._error('%s until %s %g s ran out' % (failure.reason, name, limit), deadline, phase='attempts') from None
                 continue
             self.first_response_ms = _round(sample.total_ms)
             self.url_results[0]['status'] = sample.status
@@ -439,9 +482,11 @@ class WarmupProbe:
         """Record a round; return (first problem in URL order, incomplete)."""
         problem, incomplete = None, False
         for index, (target, (samples, failure, cut)) in enumerate(zip(self.cfg.targets, outcomes, strict=True)):
+            incomplete = incomplete or cut
+            if cut and self.url_results[index]['samples_ms']:
+                continue  # the deadline cut this round short: keep the last full measurement
             result = self._url_result(target, samples)
             self.url_results[index] = result
-            incomplete = incomplete or cut
             if failure is not None:
                 problem = problem or failure
                 continue
