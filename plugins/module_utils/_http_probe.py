@@ -415,16 +415,15 @@ class WarmupProbe:
                     outcomes = list(executor.map(lambda t: self._sample(t, deadline), self.cfg.targets))
                 else:
                     outcomes = [self._sample(t, deadline) for t in self.cfg.targets]
-                problem, incomplete = self._judge(outcomes)
-                if problem is None and not incomplete:
+                problem, cut_by = self._judge(outcomes)
+                if problem is None and cut_by is None:
                     return self.result(deadline, ready=True)
                 if problem is not None:
                     last = problem
                     if not problem.retryable:
                         raise self._error(problem.reason, deadline)
-                if deadline.expired() or incomplete:
-                    reason = last.reason if last else 'no complete round of %d samples' % self.cfg.samples
-                    raise self._error(reason, deadline)
+                if deadline.expired() or cut_by is not None:
+                    raise self._error((last or cut_by).reason, deadline)
                 self._log('warmup round %d failed: %s' % (self.rounds, problem.reason))
                 if not problem.latency:
                     # Latency misses go straight on (sampling is the warming); errors back off.
@@ -473,30 +472,34 @@ class WarmupProbe:
                 samples.append(sample)
                 self.check(target, sample)
             except ProbeFailure as failure:
-                if failure.retryable and deadline.expired():
-                    return samples, None, True
-                return samples, failure, False
+                return samples, failure, failure.retryable and deadline.expired()
         return samples, None, False
 
     def _judge(self, outcomes):
-        """Record a round; return (first problem in URL order, incomplete)."""
-        problem, incomplete = None, False
+        """Record a round; return (first problem in URL order, why it was cut short or None).
+
+        A round the deadline cut short keeps the previous round's figures, and
+        its failure (a timeout) only counts when nothing else was seen before.
+        """
+        problem, cut_by = None, None
         for index, (target, (samples, failure, cut)) in enumerate(zip(self.cfg.targets, outcomes, strict=True)):
-            incomplete = incomplete or cut
-            if cut and self.url_results[index]['samples_ms']:
-                continue  # the deadline cut this round short: keep the last full measurement
+            if cut:
+                cut_by = cut_by or failure or ProbeFailure('no complete round of %d samples' % self.cfg.samples, True)
+                if self.url_results[index]['samples_ms']:
+                    continue
             result = self._url_result(target, samples)
             self.url_results[index] = result
             if failure is not None:
-                problem = problem or failure
+                if not cut:
+                    problem = problem or failure
                 continue
             if cut or not samples:
                 continue
             value = result[self.cfg.statistic + '_ms']
             if value > self.cfg.latency_threshold_ms:
-                problem = problem or ProbeFailure('%s %s ms > %g ms on %s' % (self.cfg.statistic, _ms(value), self.cfg.latency_threshold_ms,
-                                                                           target.label), True, latency=True)
-        return problem, incomplete
+                reason = '%s %s ms > %g ms on %s' % (self.cfg.statistic, _ms(value), self.cfg.latency_threshold_ms, target.label)
+                problem = problem or ProbeFailure(reason, True, latency=True)
+        return problem, cut_by
 
     def _url_result(self, target, samples):
         times = [s.request_ms for s in samples]

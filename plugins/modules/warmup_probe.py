@@ -26,7 +26,7 @@ description:
     C(p90 412 ms > 100 ms on /api/ping after 5 rounds in 60.2 s) or C(certificate for other.example.com does not match app.example.com).
   - The module changes nothing, so it always returns C(changed=false).
 author:
-  - immune.canary contributors
+  - immune.canary contributors (@immune-canary)
 extends_documentation_fragment:
   - immune.canary.attributes
   - immune.canary.attributes.CHECK_MODE_READ_ONLY
@@ -37,6 +37,7 @@ attributes:
   action_group:
     description: Not part of an action group; its options are per server.
     support: none
+    membership: []
 options:
   url:
     description:
@@ -229,22 +230,22 @@ urls:
       elements: float
       sample: [12.1, 9.8, 10.4, 9.9, 11.0, 10.2]
     p50_ms:
-      description: Median of O(samples_ms); null without samples.
+      description: Median of RV(urls[].samples_ms); null without samples.
       returned: always
       type: float
       sample: 10.3
     p90_ms:
-      description: 90th percentile (linear interpolation) of O(samples_ms); null without samples.
+      description: 90th percentile (linear interpolation) of RV(urls[].samples_ms); null without samples.
       returned: always
       type: float
       sample: 11.6
     p95_ms:
-      description: 95th percentile (linear interpolation) of O(samples_ms); null without samples.
+      description: 95th percentile (linear interpolation) of RV(urls[].samples_ms); null without samples.
       returned: always
       type: float
       sample: 11.8
     max_ms:
-      description: Largest of O(samples_ms); null without samples.
+      description: Largest of RV(urls[].samples_ms); null without samples.
       returned: always
       type: float
       sample: 12.1
