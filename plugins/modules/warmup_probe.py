@@ -9,9 +9,9 @@ module: warmup_probe
 short_description: Warm one server off-line over HTTPS with the public name and prove it is fast
 version_added: 0.1.0
 description:
-  - Sends requests straight to one server (O(address)) while presenting the public URL, as a client behind the load balancer would
-    see it, TLS SNI and the C(Host) header carry the URL's host name and the server certificate is validated against that name.
-    The server can therefore be warmed up and checked while it is out of the load balancer.
+  - Sends requests straight to one server (O(address)) while presenting the public URL as a client of the load balancer would
+    present it. TLS SNI and the C(Host) header carry the URL's host name, and the server certificate is validated against that
+    name. The server can therefore be warmed up and checked while it is out of the load balancer.
   - "Cold start: the first URL is requested until it gives a good answer. Connection refused, connection reset, timeouts and
     the statuses 408, 429, 502, 503 and 504 are retried with a short backoff (0.2 s growing to 2 s) until O(first_request_timeout)
     or O(timeout), whichever ends first."
