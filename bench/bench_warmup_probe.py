@@ -33,7 +33,7 @@ from support.tls import TestCA  # noqa: E402
 
 PUBLIC = 'app.example.com'
 SAMPLES = 6
-REPEAT = 30
+REPEAT = 40
 
 
 def config(ca, port, urls, concurrency=1):
@@ -62,7 +62,8 @@ def one_round(probe, deadline):
     elapsed = (time.perf_counter() - started) * 1000
     problem, _incomplete = probe._judge(outcomes)  # pylint: disable=protected-access
     assert problem is None, problem.reason
-    return elapsed, [s.total_ms for samples, _f, _c in outcomes for s in samples]
+    samples = [s for samples, _f, _c in outcomes for s in samples]
+    return elapsed, [s.total_ms for s in samples], [s.first_byte_ms for s in samples]
 
 
 def main():
@@ -75,22 +76,29 @@ def main():
             request = ('GET /health HTTP/1.1\r\nHost: %s\r\nUser-Agent: bench\r\nAccept: */*\r\nConnection: close\r\n\r\n' % PUBLIC).encode()
             for _warm in range(20):
                 raw_request(ctx, srv.port, request)
-            raw = [raw_request(ctx, srv.port, request) for _i in range(REPEAT * SAMPLES)]
-
-            print('fast loopback HTTPS server, %d samples per round, %d rounds each, median figures' % (SAMPLES, REPEAT))
-            print('  raw ssl socket loop       : %6.2f ms per request (connect + TLS + GET + body)' % statistics.median(raw))
+            print('fast loopback HTTPS server, %d samples per round, %d rounds each, medians;' % (SAMPLES, REPEAT))
+            print('raw and probe rounds alternate so both see the same machine load')
             for count in (1, 3):
                 urls = ['https://%s/health' % PUBLIC] + ['https://%s/page%d' % (PUBLIC, i) for i in range(1, count)]
                 probe = WarmupProbe(config(ca, srv.port, urls))
                 deadline = Deadline(600)
-                rounds = [one_round(probe, deadline) for _i in range(REPEAT)]
+                raw_rounds, rounds = [], []
+                for _i in range(REPEAT):
+                    started = time.perf_counter()
+                    raw_times = [raw_request(ctx, srv.port, request) for _j in range(SAMPLES * count)]
+                    raw_rounds.append(((time.perf_counter() - started) * 1000, raw_times))
+                    rounds.append(one_round(probe, deadline))
+                raw_round = statistics.median(r[0] for r in raw_rounds)
+                raw_request_ms = statistics.median(t for r in raw_rounds for t in r[1])
                 round_ms = statistics.median(r[0] for r in rounds)
                 per_request = statistics.median(t for r in rounds for t in r[1])
-                print('  probe, %d URL%s            : %6.2f ms per %d-sample round, %6.2f ms per request' % (
-                    count, ' ' if count == 1 else 's', round_ms, SAMPLES * count, per_request))
-                if count == 1:
-                    overhead = per_request - statistics.median(raw)
-                    print('  probe overhead per request: %6.2f ms (%.0f %% of the raw request)' % (overhead, 100 * overhead / statistics.median(raw)))
+                first_byte = statistics.median(t for r in rounds for t in r[2])
+                print('  %d URL%s, %2d requests per round:' % (count, '' if count == 1 else 's', SAMPLES * count))
+                print('    raw ssl socket loop : %7.2f ms per round, %6.2f ms per request (connect + TLS + GET + body)' % (raw_round, raw_request_ms))
+                print('    probe               : %7.2f ms per round, %6.2f ms per request (first byte %.2f ms after sending)' % (
+                    round_ms, per_request, first_byte))
+                print('    probe overhead      : %+7.2f ms per round, %+6.2f ms per request (%+.0f %%)' % (
+                    round_ms - raw_round, per_request - raw_request_ms, 100 * (per_request - raw_request_ms) / raw_request_ms))
             probe = WarmupProbe(config(ca, srv.port, ['https://%s/p%d' % (PUBLIC, i) for i in range(3)], concurrency=3))
             started = time.perf_counter()
             result = probe.run()

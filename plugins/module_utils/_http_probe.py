@@ -247,14 +247,17 @@ class _Response(http.client.HTTPResponse):
 
 
 class Sample:
-    """Timings of one request, in milliseconds."""
+    """Timings of one request, in milliseconds: TCP connect, TLS handshake,
+    first byte (request sent to status line and headers read), request (to the
+    last body byte) and total (connect to the last body byte)."""
 
-    def __init__(self, status, headers, body, connect_ms, tls_ms, request_ms, total_ms):
+    def __init__(self, status, headers, body, connect_ms, tls_ms, first_byte_ms, request_ms, total_ms):
         self.status = status
         self.headers = headers
         self.body = body
         self.connect_ms = connect_ms
         self.tls_ms = tls_ms
+        self.first_byte_ms = first_byte_ms
         self.request_ms = request_ms
         self.total_ms = total_ms
 
@@ -320,6 +323,7 @@ class WarmupProbe:
             headers.update(cfg.headers)
             conn.request(cfg.method, target.path, body=cfg.body, headers=headers)
             response = conn.getresponse()
+            headers_in = time.perf_counter()
             body = response.read()
             done = time.perf_counter()
         except ProbeFailure:
@@ -344,7 +348,7 @@ class WarmupProbe:
         finally:
             sock.close()
         return Sample(response.status, response.headers, body, (connected - started) * 1000, (handshaken - connected) * 1000,
-                      (done - handshaken) * 1000, (done - started) * 1000)
+                      (headers_in - handshaken) * 1000, (done - handshaken) * 1000, (done - started) * 1000)
 
     def _handshake(self, sock, target, where):
         try:
