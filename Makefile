@@ -8,7 +8,7 @@ GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup build test sanity lint ruff unit integration bench clean
+.PHONY: setup build test sanity lint ruff unit integration e2e bench demo clean
 
 $(VENV)/.done: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ $(GET_PIP): tools/get_pip.py
 build: setup
 	$(BIN)/python tools/build_collection.py
 
-test: ruff sanity lint unit integration
+test: ruff sanity lint unit integration e2e
 
 ruff: setup
 	$(BIN)/ruff check .
@@ -49,3 +49,6 @@ bench: build
 
 clean:
 	rm -rf .build tests/output
+
+e2e: build
+	$(BIN)/pytest -q tests/e2e

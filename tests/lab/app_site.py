@@ -77,7 +77,8 @@ class AppSite:
                 elif path == '/health':
                     status = site.health_override or int(site.manifest.get('health_status', 200))
                 else:
-                    time.sleep(float(site.manifest.get('latency_ms', 0)) * jitter / 1000.0)
+                    latency = (site.manifest.get('host_latency_ms') or {}).get(site.host_name, site.manifest.get('latency_ms', 0))
+                    time.sleep(float(latency) * jitter / 1000.0)
                     status = 500 if roll < float(site.manifest.get('error_rate', 0)) else 200
                 body = ('%s %s\n' % (site.site_name, 'ok' if status < 500 else 'error')).encode()
                 self.send_response(status)

@@ -1,5 +1,8 @@
 """Lab release packages: a zip whose manifest.json says how the app behaves.
 
+``host_latency_ms`` maps a host name to its own latency, for a release that
+is slow on one server only (a host-specific configuration problem).
+
 The WinRM double unpacks a package into a site's content folder; when the
 site starts, the lab's app server reads the manifest from that folder.
 """
@@ -13,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 MANIFEST = 'manifest.json'
-DEFAULTS = {'error_rate': 0.0, 'latency_ms': 5.0, 'cold_start_s': 3.0, 'health_status': 200}
+DEFAULTS = {'error_rate': 0.0, 'latency_ms': 5.0, 'cold_start_s': 3.0, 'health_status': 200, 'host_latency_ms': {}}
 
 
 def manifest_for(version, **behaviour):

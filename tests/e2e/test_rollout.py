@@ -1,0 +1,193 @@
+"""The rollout, end to end: ansible-playbook against the lab, traffic flowing.
+
+The scenarios share one 3-host lab and run in order; each one ends with the
+fleet converged (every host on one site, the same one, registered and
+healthy), which the next one starts from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from support.ansible_runner import BIN, ansible_env
+from support.e2e import PLAYBOOKS, Scenario, Watcher, assert_fleet_converged, running, start_lab
+
+SITE = 'app.example.com-%s'
+
+
+def outcomes(run):
+    return {host: entry.get('outcome') for host, entry in run.report['hosts'].items()}
+
+
+def applied_scripts(lab, host):
+    """How many changing IIS scripts the host has received so far."""
+    return sum(1 for _header, _script, doc in lab.hosts[host]['sim'].scripts
+               if doc.get('operation') == 'apply' or ('url' in doc and not doc.get('check_mode')))
+
+
+def test_good_build_is_promoted_everywhere_without_a_failed_request(scenario):
+    run = scenario.play('deploy.yml', scenario.release(2))
+    assert run.rc == 0, run.stdout[-3000:]
+    assert outcomes(run) == {'web1': 'promoted', 'web2': 'promoted', 'web3': 'promoted'}
+    assert run.report['result'] == 'promoted'
+    assert run.customers['requests'] > 100 and run.customers['failures'] == 0, run.customers
+    assert_fleet_converged(scenario.lab, SITE % 2)
+    events = scenario.lab.es.count('deploy-events')
+    assert events >= 5  # started, 3 promoted, succeeded
+
+
+def test_bad_build_reverts_the_canary_and_never_touches_the_others(scenario):
+    before = {h: applied_scripts(scenario.lab, h) for h in ('web2', 'web3')}
+    run = scenario.play('deploy.yml', scenario.release(3, error_rate=0.3))
+    assert run.rc != 0
+    assert outcomes(run) == {'web1': 'reverted', 'web2': 'untouched', 'web3': 'untouched'}
+    assert run.report['hosts']['web1']['failed_step'].endswith('Bake in production and let Elasticsearch decide')
+    assert 'errors' in run.report['hosts']['web1']['reason']
+    assert {h: applied_scripts(scenario.lab, h) for h in ('web2', 'web3')} == before
+    assert_fleet_converged(scenario.lab, SITE % 2)
+
+
+def test_slow_warm_up_on_host_2_reverts_it_and_reconcile_reverts_host_1(scenario):
+    run = scenario.play('deploy.yml', scenario.release(4, host_latency_ms={'web2': 400}))
+    assert run.rc != 0
+    assert outcomes(run) == {'web1': 'reconciled', 'web2': 'reverted', 'web3': 'untouched'}
+    assert 'ms >' in run.report['hosts']['web2']['reason']
+    assert_fleet_converged(scenario.lab, SITE % 2)
+
+
+def test_elasticsearch_down_during_host_2_bake_fails_closed(scenario):
+    lab = scenario.lab
+
+    def web2_admitted(lab):
+        return running(lab)['web2'] == [SITE % 5] and lab.state()['hosts']['web2']['routed']
+
+    def es_down(lab):
+        lab.es.down = True
+
+    try:
+        with Watcher(lab, web2_admitted, es_down) as watcher:
+            run = scenario.play('deploy.yml', scenario.release(5))
+        assert watcher.fired.is_set()
+    finally:
+        lab.es.down = False
+    assert run.rc != 0
+    assert outcomes(run) == {'web1': 'reconciled', 'web2': 'reverted', 'web3': 'untouched'}
+    assert 'could not evaluate' in run.report['hosts']['web2']['reason']
+    assert_fleet_converged(lab, SITE % 2)
+
+
+def test_winrm_lost_during_host_3_deploy_reverts_everything(scenario):
+    lab = scenario.lab
+    seen = {}
+
+    def web3_drained(lab):
+        return running(lab)['web1'] == [SITE % 6] and lab.state()['hosts']['web3']['target_state']['app-https'] == 'unused'
+
+    def winrm_down(lab):
+        seen['requests'] = lab.winrm.requests
+        lab.fault('winrm-down', host='web3')
+
+    def three_attempts_dropped(lab):
+        return 'requests' in seen and lab.winrm.requests >= seen['requests'] + 3
+
+    def winrm_up(lab):
+        lab.fault('winrm-down', host='web3', off=True)
+
+    try:
+        with Watcher(lab, web3_drained, winrm_down) as down, Watcher(lab, three_attempts_dropped, winrm_up, poll=0.01):
+            run = scenario.play('deploy.yml', scenario.release(6))
+        assert down.fired.is_set()
+    finally:
+        lab.fault('winrm-down', host='web3', off=True)
+    assert run.rc != 0
+    assert outcomes(run) == {'web1': 'reconciled', 'web2': 'reconciled', 'web3': 'reverted'}
+    assert_fleet_converged(lab, SITE % 2)
+
+
+def test_killed_controller_is_recovered_by_rollback(scenario, tmp_path):
+    lab = scenario.lab
+    release = scenario.release(7)
+    variables = tmp_path / 'vars.json'
+    variables.write_text(json.dumps(dict(release, rollout_bake_seconds=30)), encoding='utf-8')
+    proc = subprocess.Popen([str(BIN / 'ansible-playbook'), str(PLAYBOOKS / 'deploy.yml'), '-i', str(lab.inventory_path),
+                             '-e', '@%s' % lab.vars_path, '-e', '@%s' % variables], env=ansible_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while running(lab)['web1'] != [SITE % 7] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert running(lab)['web1'] == [SITE % 7]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    run = scenario.play('rollback.yml', {'rollback_to': '2'})
+    assert run.rc == 0, run.stdout[-3000:]
+    assert_fleet_converged(lab, SITE % 2)
+    # A second rollback finds nothing to do.
+    again = scenario.play('rollback.yml', {'rollback_to': '2'}, rps=0)
+    assert again.rc == 0
+    assert {r['result'].get('changed') for r in again.records if r['task'].endswith('Revert the host')} <= {None, False}
+
+
+def test_check_mode_changes_nothing_anywhere(scenario):
+    lab = scenario.lab
+    before_scripts = {h: applied_scripts(lab, h) for h in lab.hosts}
+    before_events = lab.es.count('deploy-events')
+    before_downloads = len(lab.artifacts.downloads)
+    run = scenario.play('deploy.yml', scenario.release(8), check=True)
+    assert run.rc == 0, run.stdout[-3000:]
+    assert {h: applied_scripts(lab, h) for h in lab.hosts} == before_scripts
+    assert lab.es.count('deploy-events') == before_events
+    assert len(lab.artifacts.downloads) == before_downloads
+    assert_fleet_converged(lab, SITE % 2)
+
+
+def test_two_hosts_with_min_healthy_2_are_refused_before_any_change(tmp_path):
+    lab = start_lab(tmp_path / 'lab', 2, '127.0.21')
+    try:
+        scenario = Scenario(lab, tmp_path)
+        run = scenario.play('deploy.yml', dict(scenario.release(2), rollout_min_healthy=2), rps=0)
+        assert run.rc != 0
+        assert 'min_healthy=2 would be violated' in run.stdout
+        assert {h: applied_scripts(lab, h) for h in lab.hosts} == {'web1': 0, 'web2': 0}
+        assert lab.artifacts.downloads == []
+        assert_fleet_converged(lab, SITE % 1)
+    finally:
+        lab.stop()
+
+
+def test_serial_one_then_half_on_five_hosts(tmp_path):
+    lab = start_lab(tmp_path / 'lab', 5, '127.0.22')
+    try:
+        scenario = Scenario(lab, tmp_path)
+        run = scenario.play('deploy.yml', dict(scenario.release(2), rollout_serial=[1, '50%']), rps=40)
+        assert run.rc == 0, run.stdout[-3000:]
+        assert set(outcomes(run).values()) == {'promoted'}
+        assert run.customers['failures'] == 0, run.customers
+        # Batches: web1 alone, then web2-web4 (50 % of 5 rounds up to 3), then web5.
+        drains = sorted((r['started'], r['host']) for r in run.records if r['task'].endswith('Drain the host from the load balancer'))
+        assert [h for _t, h in drains][0] == 'web1'
+        assert_fleet_converged(lab, SITE % 2)
+    finally:
+        lab.stop()
+
+
+@pytest.mark.parametrize('bad, message', [
+    ({'rollout_package_checksum': 'md5:abc'}, 'Invalid rollout_package_checksum'),
+    ({'rollout_version': 'a/b'}, 'Invalid rollout_version'),
+    ({'rollout_public_url': 'app.example.com/health'}, 'Invalid rollout_public_url'),
+    ({'rollout_warmup_statistic': 'p99'}, 'rollout_warmup_statistic'),
+])
+def test_bad_input_is_refused_before_any_host_is_touched(scenario, bad, message):
+    lab = scenario.lab
+    before = {h: applied_scripts(lab, h) for h in lab.hosts}
+    run = scenario.play('deploy.yml', dict(scenario.release(9), **bad), rps=0)
+    assert run.rc != 0
+    assert message in run.stdout
+    assert {h: applied_scripts(lab, h) for h in lab.hosts} == before
