@@ -74,12 +74,14 @@ class AppSite:
                 roll, jitter = site._roll()
                 if site.crashed:
                     status = 503
-                elif path == '/health':
-                    status = site.health_override or int(site.manifest.get('health_status', 200))
                 else:
+                    # Every path goes through the app, /health included.
                     latency = (site.manifest.get('host_latency_ms') or {}).get(site.host_name, site.manifest.get('latency_ms', 0))
                     time.sleep(float(latency) * jitter / 1000.0)
-                    status = 500 if roll < float(site.manifest.get('error_rate', 0)) else 200
+                    if path == '/health':
+                        status = site.health_override or int(site.manifest.get('health_status', 200))
+                    else:
+                        status = 500 if roll < float(site.manifest.get('error_rate', 0)) else 200
                 body = ('%s %s\n' % (site.site_name, 'ok' if status < 500 else 'error')).encode()
                 self.send_response(status)
                 self.send_header('Content-Type', 'text/plain')
