@@ -346,6 +346,8 @@ def judge(metric, canary, baseline, alpha, final):
         parts = ['n=%d' % n]
         if base_ok:
             parts.append('baseline %s' % _fmt(baseline['value']) + (', %s' % format_p(p_value) if p_value is not None else ''))
+        elif p_value is not None and failures:
+            parts.append(format_p(p_value))
         return '(%s)' % '; '.join(parts)
 
     if metric.kind == 'error_rate':
@@ -364,7 +366,10 @@ def judge(metric, canary, baseline, alpha, final):
                 p_abs = binomial_greater(canary['bad'], n, metric.max)
                 if p_value is None:
                     p_value = p_abs
-                failures.append(('%s %s > %s' % (metric.name, _fmt(value), _fmt(metric.max)), p_abs < alpha))
+                if p_abs < alpha:
+                    failures.append(('%s %s > %s' % (metric.name, _fmt(value), _fmt(metric.max)), True))
+                else:
+                    notes.append('above max %s but not significantly (%s)' % (_fmt(metric.max), format_p(p_abs)))
         if allowed is not None and value > allowed and p_value is not None and p_value < alpha and not failures:
             result['threshold'] = _round(allowed)
             failures.append(('%s %s > %s allowed vs baseline' % (metric.name, _fmt(value), _fmt(allowed)), True))

@@ -162,9 +162,9 @@ def _mwu_exact_sf(u, n1, n2):
     """
     max_u = n1 * n2
     # table[j][k] for the current number of canary values i and j baseline values.
-    prev = [[1] + [0] * max_u for _ in range(n2 + 1)]  # i == 0: U is always 0
+    prev = [[1] + [0] * max_u for _row in range(n2 + 1)]  # i == 0: U is always 0
     for _i in range(1, n1 + 1):
-        cur = [[0] * (max_u + 1) for _ in range(n2 + 1)]
+        cur = [[0] * (max_u + 1) for _row in range(n2 + 1)]
         cur[0][0] = 1
         for j in range(1, n2 + 1):
             row, left, up = cur[j], cur[j - 1], prev[j]

@@ -17,7 +17,11 @@ description:
     reports C(changed=false). Without it, every run writes a new event.
   - In check mode nothing is written; with O(event_id) the module looks the id up to predict C(changed).
 author:
-  - immune.canary contributors
+  - immune.canary contributors (@immune-canary)
+attributes:
+  action_group:
+    membership:
+      - immune.canary.elasticsearch
 options:
   index:
     description:

@@ -23,7 +23,11 @@ description:
     unless O(no_data=pass); too few samples fails it unless O(no_data) says otherwise.
   - The module only reads; it always returns C(changed=false). Check mode evaluates exactly as a normal run.
 author:
-  - immune.canary contributors
+  - immune.canary contributors (@immune-canary)
+attributes:
+  action_group:
+    membership:
+      - immune.canary.elasticsearch
 options:
   index:
     description:

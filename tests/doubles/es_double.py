@@ -784,3 +784,23 @@ def merge_indices(name, indices):
 def _empty_aggs(aggs):
     empty = Index('empty')
     return Searcher(empty, 0).aggregate(aggs, [])
+
+
+def iis_log_docs(count, host, app, start, end, error_rate=0.0, latency_ms=50.0, rnd=None, spread=0.3):
+    """``count`` IIS-like log documents (as Filebeat/Logstash ship them),
+    timestamps uniform in [start, end] (aware datetimes), latency log-normal
+    around ``latency_ms``, a share ``error_rate`` answered with 500."""
+    import random
+    rnd = rnd or random.Random(0)
+    t0, t1 = start.timestamp(), end.timestamp()
+    for _ in range(count):
+        moment = rnd.uniform(t0, t1)
+        yield {
+            '@timestamp': iso(moment * 1000.0),
+            'host': {'name': host},
+            'application_name': app,
+            'response': 500 if rnd.random() < error_rate else 200,
+            'time_taken': int(round(rnd.lognormvariate(math.log(latency_ms), spread))),
+            'cs_method': 'GET',
+            'cs_uri_stem': '/api/items',
+        }
