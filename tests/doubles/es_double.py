@@ -577,8 +577,11 @@ class EsDouble:
         for header in (accept, content_type if has_body else ''):
             for found in re.findall(r'compatible-with=(\d+)', header):
                 versions.add(int(found))
-            if 'vnd.elasticsearch' in header and not self.profile['compat']:
-                raise EsError(406, 'media_type_header_exception', 'Content-Type header [%s] is not supported' % header)
+        if not self.profile['compat']:
+            # OpenSearch refuses Elastic vendor types on request bodies and ignores them in Accept.
+            if has_body and 'vnd.elasticsearch' in content_type:
+                raise EsError(406, 'media_type_header_exception', 'Content-Type header [%s] is not supported' % content_type)
+            return 'application/json'
         if any(v not in self.profile['compat'] for v in versions) or len(versions) > 1:
             raise EsError(400, 'media_type_header_exception', 'Invalid media-type value on headers [Accept, Content-Type]',
                           caused_by=dict(type='status_exception', reason='A compatible version is required on both Content-Type and Accept '
