@@ -567,10 +567,11 @@ class EsDouble:
         if self.profile['product']:
             handler.send_header('X-Elastic-Product', 'Elasticsearch')
         handler.end_headers()
+        # Count before writing: the client may read the counters as soon as it has the answer.
+        with self.lock:
+            self.response_bytes += 0 if head else len(data)
         if not head:
             handler.wfile.write(data)
-        with self.lock:
-            self.response_bytes += len(data)
 
     def _check_media(self, accept, content_type, has_body):
         versions = set()
@@ -796,7 +797,7 @@ def iis_log_docs(count, host, app, start, end, error_rate=0.0, latency_ms=50.0, 
     import random
     rnd = rnd or random.Random(0)
     t0, t1 = start.timestamp(), end.timestamp()
-    for _ in range(count):
+    for _doc in range(count):
         moment = rnd.uniform(t0, t1)
         yield {
             '@timestamp': iso(moment * 1000.0),

@@ -148,7 +148,8 @@ def test_sigv4_signs_every_request(monkeypatch):
             client_for(double).info()
         # aoss signs with its own service name
         double.require_sigv4 = ('eu-west-1', 'aoss')
-        assert client_for(double, **dict(params, es_aws_service='aoss')).info().is_opensearch
+        params['es_aws_service'] = 'aoss'
+        assert client_for(double, **params).info().is_opensearch
 
 
 def test_sigv4_without_credentials_is_a_clear_error(monkeypatch, tmp_path):

@@ -127,8 +127,8 @@ def response(canary, baseline):
 
 
 def traffic(rnd, requests, error_rate, latency_ms, buckets=30):
-    errors = sum(1 for _ in range(requests) if rnd.random() < error_rate)
-    per_bucket = [[rnd.lognormvariate(0, 0.35) * latency_ms for _ in range(requests // buckets)] for _ in range(buckets)]
+    errors = sum(1 for _request in range(requests) if rnd.random() < error_rate)
+    per_bucket = [[rnd.lognormvariate(0, 0.35) * latency_ms for _value in range(requests // buckets)] for _bucket in range(buckets)]
     return group_bucket(requests, errors, per_bucket)
 
 
@@ -259,7 +259,7 @@ def test_custom_and_count_metrics():
     assert verdict == 'fail'  # custom above max is conclusive
     assert [(r['name'], r['status']) for r in results] == [('slow', 'fail'), ('hits', 'fail'), ('rps', 'fail')]
     assert results[2]['value'] == pytest.approx(0.3)
-    verdict, _ = evaluate_response(load_catalog(catalog[1:]), resp, 300.0, 0.98, False, 'fail')
+    verdict, _results = evaluate_response(load_catalog(catalog[1:]), resp, 300.0, 0.98, False, 'fail')
     assert verdict is None  # minimums wait for the end of the bake
 
 

@@ -114,8 +114,8 @@ def test_mann_whitney_reference_values(canary, baseline, u, p, method):
 
 def test_mann_whitney_exact_agrees_with_normal_for_larger_samples():
     rnd = random.Random(7)
-    canary = [rnd.gauss(1.0, 1.0) for _ in range(20)]
-    baseline = [rnd.gauss(0.0, 1.0) for _ in range(20)]
+    canary = [rnd.gauss(1.0, 1.0) for _value in range(20)]
+    baseline = [rnd.gauss(0.0, 1.0) for _value in range(20)]
     _u, exact, _m = mann_whitney_greater(canary, baseline, exact=True)
     _u, normal, _m = mann_whitney_greater(canary, baseline, exact=False)
     assert exact == pytest.approx(normal, abs=0.01)
