@@ -22,10 +22,9 @@ import build_collection  # noqa: E402
 
 build_collection.sync()
 
-from doubles.es_double import EsDouble, iis_log_docs  # noqa: E402
-
 from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import EsClient  # noqa: E402
 from ansible_collections.immune.canary.plugins.module_utils._gate import DEFAULT_FIELDS, Gate, load_catalog, selection_filter  # noqa: E402
+from doubles.es_double import EsDouble, iis_log_docs  # noqa: E402
 
 SIZES = (1000, 10000, 100000)
 BASELINE_DOCS = 30000

@@ -30,8 +30,7 @@ from urllib.parse import quote, urlsplit
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
 
 try:
-    from elastic_transport import NodeConfig, Transport, TransportError, Urllib3HttpNode
-    from elastic_transport import TextSerializer
+    from elastic_transport import NodeConfig, TextSerializer, Transport, TransportError, Urllib3HttpNode
     from elasticsearch.serializer import DEFAULT_SERIALIZERS
     HAS_ELASTICSEARCH = True
     ELASTICSEARCH_IMPORT_ERROR = None

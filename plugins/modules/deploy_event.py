@@ -139,11 +139,11 @@ elapsed:
   sample: 0.05
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
-from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch, fail_from_error
-from ansible_collections.immune.canary.plugins.module_utils._deploy_event import PHASES, EventWriter, build_event
-from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import (
+from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch, fail_from_error  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._deploy_event import PHASES, EventWriter, build_event  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import (  # noqa: E402
     ELASTICSEARCH_IMPORT_ERROR,
     HAS_ELASTICSEARCH,
     EsClient,

@@ -295,17 +295,17 @@ elapsed:
   sample: 300.2
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
-from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch, fail_from_error
-from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import (
+from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch, fail_from_error  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import (  # noqa: E402
     ELASTICSEARCH_IMPORT_ERROR,
     HAS_ELASTICSEARCH,
     EsClient,
     es_argument_spec,
     es_module_kwargs,
 )
-from ansible_collections.immune.canary.plugins.module_utils._gate import (
+from ansible_collections.immune.canary.plugins.module_utils._gate import (  # noqa: E402
     DEFAULT_FIELDS,
     NO_DATA_POLICIES,
     Gate,

@@ -157,9 +157,8 @@ class Index:
             self.size += 1
             for column in self.columns.values():
                 column.append(_MISSING)
-        for name, value in flat.items():
-            if name in self.date_fields and value is not None:
-                value = parse_date(value)
+        for name, raw in flat.items():
+            value = parse_date(raw) if name in self.date_fields and raw is not None else raw
             column = self.columns.get(name)
             if column is None:
                 column = self.columns[name] = [_MISSING] * self.size

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+
 from doubles.es_double import EsDouble
 from support.ansible_runner import run_module
 

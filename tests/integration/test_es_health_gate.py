@@ -7,6 +7,7 @@ import random
 import re
 
 import pytest
+
 from doubles.es_double import EsDouble, iis_log_docs
 from support.ansible_runner import run_module
 

@@ -6,14 +6,14 @@ import socket
 
 import elasticsearch
 import pytest
-from doubles.es_double import EsDouble
-from support.servers import server_tls_context
-from support.tls import TestCA
 
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
 from ansible_collections.immune.canary.plugins.module_utils._deploy_event import EventWriter, build_event
 from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import EsClient
 from ansible_collections.immune.canary.plugins.module_utils._gate import selection_filter
+from doubles.es_double import EsDouble
+from support.servers import server_tls_context
+from support.tls import TestCA
 
 MARKER = 'c2VjcmV0LWFwaS1rZXktTUFSS0VSLTQyMQ=='
 PERSONALITIES = ['es7', 'es8', 'es9', 'opensearch2']

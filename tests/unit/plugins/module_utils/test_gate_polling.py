@@ -6,10 +6,10 @@ import datetime
 import random
 
 import pytest
-from doubles.es_double import EsDouble, iis_log_docs
 
 from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import EsClient
 from ansible_collections.immune.canary.plugins.module_utils._gate import DEFAULT_FIELDS, Gate, failure_lines, load_catalog, selection_filter
+from doubles.es_double import EsDouble, iis_log_docs
 
 METRICS = [
     {'name': 'errors', 'kind': 'error_rate', 'max': 0.01, 'max_ratio': 2},
