@@ -45,6 +45,12 @@ def args(double, **extra):
     return base
 
 
+def file_args(base, catalog):
+    base.pop('metrics')
+    base['metrics_file'] = str(catalog)
+    return base
+
+
 def test_good_canary_passes_check_mode_too_and_never_changes(double):
     seed(double, 0.002)
     for check in (True, False):
@@ -107,7 +113,7 @@ def test_bad_catalog_is_refused_before_any_request(double, tmp_path):
     assert run.result['msg'] == "Invalid kind 'apdex' for metric apdex: valid kinds are error_rate, latency, throughput, count, custom"
     catalog = tmp_path / 'metrics.yml'
     catalog.write_text('- {name: odd, kind: custom, value: "a[", max: 1}\n')
-    run = run_module('es_health_gate', dict(args(double), metrics=None, metrics_file=str(catalog)))
+    run = run_module('es_health_gate', file_args(args(double), catalog))
     assert run.failed
     assert run.result['msg'].startswith("Invalid value 'a[' for metric odd: not a valid JMESPath expression")
     assert double.requests == 0
@@ -121,7 +127,7 @@ def test_metrics_file_catalog(double, tmp_path):
                        '  - {name: traffic, kind: count, min: 100}\n'
                        '  - name: slow\n    kind: custom\n    aggs: {slow: {filter: {range: {time_taken: {gte: 2000}}}}}\n'
                        '    value: slow.doc_count\n    max: 5\n')
-    run = run_module('es_health_gate', dict(args(double, bake_time=0), metrics=None, metrics_file=str(catalog)))
+    run = run_module('es_health_gate', file_args(args(double, bake_time=0), catalog))
     assert not run.failed, run.result
     assert [(m['name'], m['status']) for m in run.result['metrics']] == [('errors', 'pass'), ('traffic', 'pass'), ('slow', 'pass')]
     assert run.result['metrics'][1]['value'] == 800
