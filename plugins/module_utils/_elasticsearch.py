@@ -40,6 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised by ansible-test impor
     Urllib3HttpNode = object
 
 try:
+    import botocore.exceptions
     import botocore.session
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -72,7 +73,7 @@ ES_ARGUMENT_SPEC = dict(
 )
 
 ES_MUTUALLY_EXCLUSIVE = [
-    ['es_api_key', 'es_username', 'es_bearer_token', 'es_aws_sigv4'],
+    ['es_api_key', 'es_username', 'es_bearer_token'],
     ['es_api_key', 'es_password', 'es_bearer_token'],
     ['es_aws_profile', 'es_aws_access_key'],
 ]
@@ -230,6 +231,10 @@ class EsClient:
         self.warnings = []
         node_class = Urllib3HttpNode
         if params.get('es_aws_sigv4'):
+            others = [name for name in ('es_api_key', 'es_username', 'es_bearer_token') if params.get(name)]
+            if others:
+                raise CanaryError('Invalid authentication: es_aws_sigv4 signs every request itself and cannot be combined with %s'
+                                  % ', '.join(others))
             signer = _SigV4Signer(params)
             node_class = type('SignedNode', (SigV4Urllib3HttpNode,), {'signer': signer})
         if params.get('es_verify_certs') is False and any(h.startswith('https') for h in params.get('es_hosts') or []):

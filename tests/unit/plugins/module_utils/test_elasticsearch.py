@@ -162,6 +162,12 @@ def test_sigv4_without_credentials_is_a_clear_error(monkeypatch, tmp_path):
         EsClient(dict(es_hosts=['https://127.0.0.1:1'], es_aws_sigv4=True, es_aws_region='eu-west-1'))
 
 
+def test_sigv4_does_not_mix_with_other_authentication():
+    with pytest.raises(CanaryError) as info:
+        EsClient(dict(es_hosts=['https://127.0.0.1:1'], es_aws_sigv4=True, es_aws_region='eu-west-1', es_api_key=MARKER))
+    assert info.value.message == 'Invalid authentication: es_aws_sigv4 signs every request itself and cannot be combined with es_api_key'
+
+
 @pytest.mark.parametrize('host, message', [
     ('https://user:secret@es.example.com', "Invalid es_hosts entry for host 'es.example.com': it must not carry credentials"),
     ('ftp://es.example.com', "Invalid es_hosts entry 'es.example.com': expected a URL"),
