@@ -4,7 +4,8 @@ Prints, per size: HTTP requests and response bytes per evaluation (both must
 stay flat: one size-0 search whose answer does not grow with traffic), and
 the wall time of one evaluation against the in-process double (the double's
 time, not Elasticsearch's). Exits non-zero if requests per evaluation change
-or response bytes grow by more than 5 % between sizes.
+or response bytes grow by more than 5 % between sizes. Then loads the double
+with one million documents (skip with BENCH_ES_MILLION=0).
 """
 
 from __future__ import annotations
@@ -61,6 +62,28 @@ def measure(size):
                     bytes=double.response_bytes / float(EVALUATIONS), seconds=seconds)
 
 
+def hold_million():
+    """The double holding 1M documents (10 hosts x 100k): index time, memory, one evaluation."""
+    import resource
+    now = datetime.datetime.now(datetime.timezone.utc)
+    since = now - datetime.timedelta(minutes=5)
+    rnd = random.Random(1)
+    with EsDouble('es8') as double:
+        started = time.perf_counter()
+        for host in range(10):
+            double.index_docs('iis', iis_log_docs(100000, 'web-%02d' % host, 'app', since, now, 0.002, 50.0, rnd))
+        indexing = time.perf_counter() - started
+        client = EsClient(dict(es_hosts=[double.url], es_request_timeout=120))
+        gate = Gate(client, load_catalog(METRICS[:2]), 'iis', canary_filter=selection_filter({'host': 'web-00'}, 'canary', DEFAULT_FIELDS),
+                    baseline_filter=selection_filter({'host': ['web-01', 'web-02', 'web-03']}, 'baseline', DEFAULT_FIELDS),
+                    since=since.isoformat())
+        started = time.perf_counter()
+        gate.evaluate(final=True)
+        evaluation = time.perf_counter() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print('double with 1M documents: generate+index %.1f s, one evaluation %.2f s, peak RSS %d MB' % (indexing, evaluation, rss))
+
+
 def main():
     rows = [measure(size) for size in SIZES]
     print('%10s %8s %9s %10s %14s %12s' % ('canary', 'verdict', 'samples', 'requests', 'resp. bytes', 'eval (ms)'))
@@ -71,6 +94,8 @@ def main():
     smallest = min(row['bytes'] for row in rows)
     growth = max(row['bytes'] for row in rows) / smallest - 1
     print('requests per evaluation: %s; response bytes vary by %.1f %%' % (sorted(requests), growth * 100))
+    if os.environ.get('BENCH_ES_MILLION', '1') != '0':
+        hold_million()
     if requests != {1.0} or growth > 0.05:
         print('FAIL: cost per evaluation grows with traffic')
         return 1
