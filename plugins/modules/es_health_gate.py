@@ -152,6 +152,8 @@ options:
   bucket_interval:
     description:
       - Width of the time buckets whose per-bucket percentiles feed the Mann-Whitney test for latency, for example V(10s) or V(1m).
+      - Choose it so that the window spans at least five buckets; with fewer, no latency difference can reach significance
+        at the default O(confidence) and only C(max_ms) applies.
     type: str
     default: 10s
 extends_documentation_fragment:

@@ -40,14 +40,16 @@ def search(double, body, index='logs'):
     return response
 
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
-DOCS = [
-    {'@timestamp': (NOW - datetime.timedelta(seconds=10)).isoformat(), 'host': {'name': 'a'}, 'response': 200, 'time_taken': 10, 'tags': ['x', 'y']},
-    {'@timestamp': (NOW - datetime.timedelta(seconds=20)).isoformat(), 'host': {'name': 'a'}, 'response': 500, 'time_taken': 20},
-    {'@timestamp': (NOW - datetime.timedelta(seconds=40)).isoformat(), 'host': {'name': 'b'}, 'response': 503, 'time_taken': 30},
-    {'@timestamp': (NOW - datetime.timedelta(minutes=5)).isoformat(), 'host.name': 'b', 'response': '200', 'time_taken': 40},
-    {'@timestamp': (NOW - datetime.timedelta(minutes=5)).isoformat(), 'host': {'name': 'c'}},
-]
+def docs():
+    """Log documents with times relative to now (date math in queries is relative to now too)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return [
+        {'@timestamp': (now - datetime.timedelta(seconds=10)).isoformat(), 'host': {'name': 'a'}, 'response': 200, 'time_taken': 10, 'tags': ['x', 'y']},
+        {'@timestamp': (now - datetime.timedelta(seconds=20)).isoformat(), 'host': {'name': 'a'}, 'response': 500, 'time_taken': 20},
+        {'@timestamp': (now - datetime.timedelta(seconds=40)).isoformat(), 'host': {'name': 'b'}, 'response': 503, 'time_taken': 30},
+        {'@timestamp': (now - datetime.timedelta(minutes=5)).isoformat(), 'host.name': 'b', 'response': '200', 'time_taken': 40},
+        {'@timestamp': (now - datetime.timedelta(minutes=5)).isoformat(), 'host': {'name': 'c'}},
+    ]
 
 
 @pytest.mark.parametrize('query, expected', [
@@ -68,14 +70,14 @@ DOCS = [
     ({'bool': {'should': [{'term': {'host.name': 'a'}}, {'range': {'response': {'gte': 500}}}], 'minimum_should_match': 2}}, 1),
 ])
 def test_query_subset(double, query, expected):
-    double.index_docs('logs', DOCS)
+    double.index_docs('logs', docs())
     assert search(double, {'size': 0, 'query': query})['hits']['total']['value'] == expected
     status, count = call(double, 'POST', '/logs/_count', {'query': query})
     assert status == 200 and count['count'] == expected
 
 
 def test_aggregations(double):
-    double.index_docs('logs', DOCS)
+    double.index_docs('logs', docs())
     aggs = {
         'by_host': {'terms': {'field': 'host.name', 'size': 2}},
         'groups': {'filters': {'filters': {'a': {'term': {'host.name': 'a'}}, 'b': {'term': {'host.name': 'b'}}}},
@@ -97,7 +99,7 @@ def test_aggregations(double):
 
 
 def test_empty_groups_give_null_values(double):
-    double.index_docs('logs', DOCS)
+    double.index_docs('logs', docs())
     aggs = {'g': {'filter': {'term': {'host.name': 'nobody'}},
                   'aggs': {'p': {'percentiles': {'field': 'time_taken', 'percents': [95]}}, 'avg': {'avg': {'field': 'time_taken'}}}}}
     result = search(double, {'size': 0, 'aggs': aggs})['aggregations']['g']

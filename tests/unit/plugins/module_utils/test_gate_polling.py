@@ -15,8 +15,6 @@ METRICS = [
     {'name': 'errors', 'kind': 'error_rate', 'max': 0.01, 'max_ratio': 2},
     {'name': 'p95', 'kind': 'latency', 'percentile': 95, 'max_ms': 500, 'max_ratio': 1.5},
 ]
-NOW = datetime.datetime.now(datetime.timezone.utc)
-SINCE = NOW - datetime.timedelta(seconds=120)
 
 
 class FakeTime:
@@ -40,17 +38,21 @@ class FakeTime:
 @pytest.fixture
 def double():
     with EsDouble('es8') as running:
+        # Two minutes of traffic up to the start of the test.
+        running.now = datetime.datetime.now(datetime.timezone.utc)
+        running.since = running.now - datetime.timedelta(seconds=120)
         yield running
 
 
 def seed(double, canary_errors=0.002, canary_latency=50.0, canary_count=1500, seed_value=1):
     rnd = random.Random(seed_value)
-    docs = list(iis_log_docs(canary_count, 'web-01', 'app-3457', SINCE, NOW, canary_errors, canary_latency, rnd))
+    since, now = double.since, double.now
+    docs = list(iis_log_docs(canary_count, 'web-01', 'app-3457', since, now, canary_errors, canary_latency, rnd))
     for host in ('web-02', 'web-03', 'web-04'):
-        docs += iis_log_docs(3000, host, 'app-3456', SINCE, NOW, 0.002, 50.0, rnd)
+        docs += iis_log_docs(3000, host, 'app-3456', since, now, 0.002, 50.0, rnd)
     # Traffic outside the window and of other apps must not count.
-    docs += iis_log_docs(2000, 'web-01', 'app-3457', SINCE - datetime.timedelta(hours=1), SINCE - datetime.timedelta(seconds=1), 0.5, 900, rnd)
-    docs += iis_log_docs(2000, 'web-01', 'other-app', SINCE, NOW, 0.5, 900, rnd)
+    docs += iis_log_docs(2000, 'web-01', 'app-3457', since - datetime.timedelta(hours=1), since - datetime.timedelta(seconds=1), 0.5, 900, rnd)
+    docs += iis_log_docs(2000, 'web-01', 'other-app', since, now, 0.5, 900, rnd)
     double.index_docs('iis-2026.05', docs)
 
 
@@ -58,7 +60,7 @@ def gate(double, fake, **overrides):
     args = dict(
         canary_filter=selection_filter({'host': 'web-01', 'application_name': 'app-3457'}, 'canary', DEFAULT_FIELDS),
         baseline_filter=selection_filter({'host': ['web-02', 'web-03', 'web-04'], 'application_name': 'app-3456'}, 'baseline', DEFAULT_FIELDS),
-        since=SINCE.isoformat(), bake_time=10, interval=2, clock=fake.clock, sleep=fake.sleep)
+        since=double.since.isoformat(), bake_time=10, interval=2, clock=fake.clock, sleep=fake.sleep)
     args.update(overrides)
     client = EsClient(dict(es_hosts=[double.url], es_max_retries=1, es_request_timeout=5))
     metrics = args.pop('metrics', METRICS)
