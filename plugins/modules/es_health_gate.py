@@ -1,0 +1,400 @@
+#!/usr/bin/python
+# Copyright: immune.canary contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: es_health_gate
+short_description: Let the canary's own traffic in Elasticsearch decide whether a release stands
+version_added: 0.1.0
+description:
+  - Watches the requests a canary server handled since it was admitted, in Elasticsearch or OpenSearch, for a bake time,
+    and returns a verdict C(pass) or C(fail) (or C(inconclusive)). A failed verdict fails the task.
+  - Each metric is compared with absolute thresholds and, when a O(baseline) is given, with the servers still on the old
+    version. A canary is worse than the baseline only if the difference is statistically significant at O(confidence)
+    B(and) larger than the allowed effect (C(max_ratio)/C(max_delta)) - a one-sided two-proportion test (Fisher's exact
+    test for small counts) for error rates, a one-sided Mann-Whitney U test on per-bucket percentiles plus the percentile
+    ratio for latency.
+  - Each evaluation is B(one) C(_search) request with C(size=0) carrying all metrics for canary and baseline; the response
+    size does not grow with traffic and no document is ever fetched.
+  - Selections are turned into C(term)/C(terms) filters; no query string is ever built from values.
+  - The gate fails closed. Elasticsearch unreachable or answering errors fails the gate with C(could not evaluate)
+    unless O(no_data=pass); too few samples fails it unless O(no_data) says otherwise.
+  - The module only reads; it always returns C(changed=false). Check mode evaluates exactly as a normal run.
+author:
+  - immune.canary contributors (@immune-canary)
+attributes:
+  action_group:
+    membership:
+      - immune.canary.elasticsearch
+options:
+  index:
+    description:
+      - Index name, pattern or comma-separated list to search, for example V(iis-logs-*).
+    type: str
+    required: true
+  time_field:
+    description:
+      - The time field of the log documents.
+    type: str
+    default: '@timestamp'
+  fields:
+    description:
+      - Names of the log fields. The defaults fit IIS logs shipped by Logstash or Filebeat.
+      - The logical names (V(application_name), V(status), V(latency), V(host)) may also be used as keys of O(canary)
+        and O(baseline).
+    type: dict
+    default: {}
+    suboptions:
+      application_name:
+        description: Field holding the application (IIS site) name.
+        type: str
+        default: application_name
+      status:
+        description: Field holding the HTTP status code.
+        type: str
+        default: response
+      latency:
+        description: Field holding the request duration in milliseconds.
+        type: str
+        default: time_taken
+      host:
+        description: Field holding the server name.
+        type: str
+        default: host.name
+  canary:
+    description:
+      - The canary's requests, as a mapping of field to a value or a list of values; each becomes a C(term) or C(terms)
+        filter, all must match.
+      - "For example C({host: web-01, application_name: app.example.com-3457})."
+      - Exactly one of O(canary) and O(canary_query) is required.
+    type: dict
+  canary_query:
+    description:
+      - For experts, the canary's requests as an Elasticsearch query DSL dict.
+    type: dict
+  baseline:
+    description:
+      - The baseline's requests (usually the other servers on the old version), as for O(canary).
+      - Without O(baseline) and O(baseline_query), only absolute thresholds are checked.
+    type: dict
+  baseline_query:
+    description:
+      - The baseline's requests as an Elasticsearch query DSL dict.
+    type: dict
+  since:
+    description:
+      - Start of the window, ISO-8601 (for example the admission time the rollout role records, V(2026-05-01T12:00:00Z)).
+        A time without offset is taken as UTC.
+      - When not set, the time the module starts.
+    type: str
+  ingest_lag:
+    description:
+      - Seconds at the newest end of the window to ignore because they may not be indexed yet.
+    type: float
+    default: 0
+  metrics:
+    description:
+      - The metrics, a list of dicts with C(name), C(kind) and the kind's keys. Exactly one of O(metrics) and O(metrics_file) is required.
+      - "Every kind: C(min_samples) (fewer samples = no data; default 50 for error_rate and latency, 0 for throughput and
+        count, 1 for custom), C(weight) (default 1; 0 makes the metric report-only), C(report_only) (report, never fail)."
+      - "C(error_rate): share of requests with status >= C(bad_status_min) (default 500) or matching the DSL C(bad_query);
+        C(max) (absolute, a share 0..1), C(max_ratio) and/or C(max_delta) (allowed vs the baseline's rate)."
+      - "C(latency): the C(percentile) (default 95, in (0, 100]) of the latency field (or C(field)); C(max_ms), C(max_ratio)."
+      - "C(throughput) (requests per second over the window) and C(count) (total); optional DSL C(query); C(min) and/or C(max)."
+      - "C(custom): a DSL C(query) (default all of the group's requests) with C(aggs), and C(value), a JMESPath expression
+        evaluated on that filter's aggregation result (it has C(doc_count) and your aggregations), for example
+        V(slow.doc_count) or V(avg_bytes.value); C(min) and/or C(max)."
+      - During the bake a failure stops the gate early (O(fail_fast)) only when it is conclusive - an error rate
+        significantly above C(max), a significant regression against the baseline, a latency or custom value past its
+        limit with C(min_samples), a count above C(max). Minimums are judged at the end of the bake.
+    type: list
+    elements: dict
+  metrics_file:
+    description:
+      - A YAML file with the metrics (a list, or a dict with a C(metrics) list), so a team can own its catalog.
+    type: path
+  confidence:
+    description:
+      - Confidence for "worse than the baseline" (and for an early failure on an error rate); a p-value below
+        C(1 - confidence) is significant.
+    type: float
+    default: 0.98
+  bake_time:
+    description:
+      - Seconds to watch the canary. The gate passes only after this time, when every metric passes.
+    type: float
+    default: 300
+  interval:
+    description:
+      - Seconds between evaluations.
+    type: float
+    default: 30
+  fail_fast:
+    description:
+      - Fail as soon as a metric is breached conclusively, without waiting for the end of the bake.
+    type: bool
+    default: true
+  no_data:
+    description:
+      - What too few samples means at the end of the bake.
+      - V(fail) fails the gate; V(warn) returns verdict C(inconclusive) with a warning; V(pass) passes.
+      - With V(pass), errors from Elasticsearch are also tolerated (reported, then passed).
+    type: str
+    choices: [fail, pass, warn]
+    default: fail
+  report_only:
+    description:
+      - Dry run. Evaluate and report the verdict, but never fail the task (a failed verdict is a warning).
+    type: bool
+    default: false
+  bucket_interval:
+    description:
+      - Width of the time buckets whose per-bucket percentiles feed the Mann-Whitney test for latency, for example V(10s) or V(1m).
+      - Choose it so that the window spans at least five buckets; with fewer, no latency difference can reach significance
+        at the default O(confidence) and only C(max_ms) applies.
+    type: str
+    default: 10s
+extends_documentation_fragment:
+  - immune.canary.attributes
+  - immune.canary.attributes.CHECK_MODE_READ_ONLY
+  - immune.canary.elasticsearch
+"""
+
+EXAMPLES = r"""
+- name: Bake the canary for five minutes against the other servers
+  immune.canary.es_health_gate:
+    es_hosts: ["https://es.example.com:9200"]
+    es_api_key: "{{ vault_es_api_key }}"
+    index: iis-logs-*
+    since: "{{ __rollout_admitted_at }}"
+    ingest_lag: 30
+    canary:
+      host: "{{ inventory_hostname }}"
+      application_name: "app.example.com-{{ rollout_version }}"
+    baseline:
+      host: "{{ groups['web'] | difference([inventory_hostname]) }}"
+      application_name: "app.example.com-{{ rollout_from_version }}"
+    metrics:
+      - {name: errors, kind: error_rate, max: 0.01, max_ratio: 2}
+      - {name: p95, kind: latency, percentile: 95, max_ms: 500, max_ratio: 1.5}
+      - {name: traffic, kind: throughput, min: 0.5}
+    bake_time: 300
+    interval: 30
+  delegate_to: localhost
+
+- name: Use the team's catalog, on Amazon OpenSearch Service
+  immune.canary.es_health_gate:
+    es_hosts: ["https://search-logs-abc123.eu-west-1.es.amazonaws.com"]
+    es_aws_sigv4: true
+    es_aws_region: eu-west-1
+    index: iis-logs-*
+    canary: {host: web-01}
+    metrics_file: "{{ playbook_dir }}/metrics/app.yml"
+  delegate_to: localhost
+
+- name: Dry run a new metric without failing anything
+  immune.canary.es_health_gate:
+    es_hosts: ["http://localhost:9200"]
+    index: iis-logs-*
+    canary: {host: web-01}
+    report_only: true
+    bake_time: 60
+    metrics:
+      - name: slow_share
+        kind: custom
+        aggs:
+          slow: {filter: {range: {time_taken: {gte: 2000}}}}
+        value: slow.doc_count
+        max: 20
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+changed:
+  description: Always false; the gate only reads.
+  returned: always
+  type: bool
+  sample: false
+verdict:
+  description: C(pass), C(fail), or C(inconclusive) (too few samples with O(no_data=warn)).
+  returned: always
+  type: str
+  sample: fail
+metrics:
+  description: One entry per metric, from the last evaluation.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The metric's name.
+      type: str
+      sample: errors
+    kind:
+      description: The metric's kind.
+      type: str
+      sample: error_rate
+    value:
+      description: The canary's value (share, milliseconds, requests per second, count, or the custom value).
+      type: float
+      sample: 0.184
+    baseline_value:
+      description: The baseline's value, or null without a baseline.
+      type: float
+      sample: 0.002
+    threshold:
+      description: The limit the value was compared with (the absolute one when set, else the one allowed by the baseline).
+      type: float
+      sample: 0.01
+    status:
+      description: C(pass), C(fail), C(no_data), or C(warn) (breached, but report-only).
+      type: str
+      sample: fail
+    samples:
+      description: Number of canary samples (requests, or latency values).
+      type: int
+      sample: 412
+    baseline_samples:
+      description: Number of baseline samples, or null without a baseline.
+      type: int
+      sample: 8231
+    p_value:
+      description: One-sided p-value of "the canary is worse", or null when no test applied.
+      type: float
+      sample: 0.00001
+    reason:
+      description: One line explaining the status.
+      type: str
+      sample: "errors 0.184 > 0.01 (n=412; baseline 0.002, p<0.001)"
+evaluations:
+  description: Number of evaluations (searches) made.
+  returned: always
+  type: int
+  sample: 10
+window:
+  description: The time window of the last evaluation (UTC).
+  returned: always
+  type: dict
+  contains:
+    from:
+      description: Start of the window.
+      type: str
+      sample: "2026-05-01T12:00:00.000Z"
+    to:
+      description: End of the window (now minus O(ingest_lag)).
+      type: str
+      sample: "2026-05-01T12:05:00.000Z"
+query:
+  description: The search body of the last evaluation, as sent.
+  returned: always
+  type: dict
+elapsed:
+  description: Seconds the module ran.
+  returned: always
+  type: float
+  sample: 300.2
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+
+from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch, fail_from_error  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import (  # noqa: E402
+    ELASTICSEARCH_IMPORT_ERROR,
+    HAS_ELASTICSEARCH,
+    EsClient,
+    es_argument_spec,
+    es_module_kwargs,
+)
+from ansible_collections.immune.canary.plugins.module_utils._gate import (  # noqa: E402
+    DEFAULT_FIELDS,
+    NO_DATA_POLICIES,
+    Gate,
+    failure_lines,
+    load_catalog,
+    selection_filter,
+)
+
+
+def argument_spec():
+    return es_argument_spec(
+        index=dict(type='str', required=True),
+        time_field=dict(type='str', default='@timestamp'),
+        fields=dict(type='dict', default={}, options={key: dict(type='str', default=value) for key, value in DEFAULT_FIELDS.items()}),
+        canary=dict(type='dict'),
+        canary_query=dict(type='dict'),
+        baseline=dict(type='dict'),
+        baseline_query=dict(type='dict'),
+        since=dict(type='str'),
+        ingest_lag=dict(type='float', default=0.0),
+        metrics=dict(type='list', elements='dict'),
+        metrics_file=dict(type='path'),
+        confidence=dict(type='float', default=0.98),
+        bake_time=dict(type='float', default=300.0),
+        interval=dict(type='float', default=30.0),
+        fail_fast=dict(type='bool', default=True),
+        no_data=dict(type='str', default='fail', choices=list(NO_DATA_POLICIES)),
+        report_only=dict(type='bool', default=False),
+        bucket_interval=dict(type='str', default='10s'),
+    )
+
+
+def _group_filter(params, name):
+    if params.get(name + '_query') is not None:
+        return params[name + '_query']
+    if params.get(name) is not None:
+        return selection_filter(params[name], name, params['fields'])
+    return None
+
+
+def main():
+    kwargs = es_module_kwargs()
+    kwargs['mutually_exclusive'] += [['canary', 'canary_query'], ['baseline', 'baseline_query'], ['metrics', 'metrics_file']]
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_one_of=[['canary', 'canary_query'], ['metrics', 'metrics_file']], **kwargs)
+    if not HAS_ELASTICSEARCH:
+        module.fail_json(msg=missing_required_lib('elasticsearch'), exception=str(ELASTICSEARCH_IMPORT_ERROR))
+    params = module.params
+    watch = Stopwatch()
+    client = None
+    try:
+        catalog = load_catalog(params['metrics'], params['metrics_file'])
+        gate_args = dict(
+            canary_filter=_group_filter(params, 'canary'), baseline_filter=_group_filter(params, 'baseline'),
+            time_field=params['time_field'], fields=params['fields'], since=params['since'], ingest_lag=params['ingest_lag'],
+            bake_time=params['bake_time'], interval=params['interval'], fail_fast=params['fail_fast'], no_data=params['no_data'],
+            confidence=params['confidence'], bucket_interval=params['bucket_interval'])
+        client = EsClient(params)
+        for warning in client.warnings:
+            module.warn(warning)
+        outcome = Gate(client, catalog, params['index'], **gate_args).run()
+    except CanaryError as exc:
+        fail_from_error(module, exc, changed=False, elapsed=watch.elapsed())
+    finally:
+        if client is not None:
+            client.close()
+
+    result = dict(changed=False, verdict=outcome['verdict'], metrics=outcome['metrics'], evaluations=outcome['evaluations'],
+                  window=outcome['window'] or {}, query=outcome['query'] or {}, elapsed=watch.elapsed())
+    verdict = outcome['verdict']
+    if verdict == 'fail':
+        if outcome['error']:
+            msg = 'Health gate failed: %s' % outcome['error']
+        else:
+            msg = 'Health gate failed after %d evaluation(s):\n%s' % (outcome['evaluations'], '\n'.join(failure_lines(outcome['metrics'])))
+        if params['report_only']:
+            module.warn('report_only: ' + msg)
+            module.exit_json(msg=msg, **result)
+        module.fail_json(msg=msg, **result)
+    if outcome['error']:
+        module.warn(outcome['error'])
+    if verdict == 'inconclusive':
+        msg = 'Health gate inconclusive (no_data: warn):\n%s' % '\n'.join(failure_lines(outcome['metrics']))
+        module.warn(msg)
+        module.exit_json(msg=msg, **result)
+    module.exit_json(msg='Health gate passed after %d evaluation(s)' % outcome['evaluations'], **result)
+
+
+if __name__ == '__main__':
+    main()
