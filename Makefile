@@ -35,7 +35,7 @@ sanity: build
 
 lint: build
 	@if ls roles/*/tasks >/dev/null 2>&1 || ls playbooks/*.yml >/dev/null 2>&1; then \
-		$(BIN)/ansible-lint --offline; \
+		$(BIN)/ansible-lint --offline roles playbooks; \
 	else echo "ansible-lint: no roles or playbooks yet"; fi
 
 unit: build
@@ -52,3 +52,6 @@ clean:
 
 e2e: build
 	$(BIN)/pytest -q tests/e2e
+
+demo: build
+	$(BIN)/python tests/lab/demo.py
