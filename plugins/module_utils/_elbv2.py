@@ -225,25 +225,24 @@ def _describe_groups_call(client, key, values):
 def describe_target_groups(client, refs):
     """Describe target groups by ARN or name (both may be mixed).
 
-    Returns the groups in the order of ``refs``. An unknown group is named
-    in the error; AWS only says "one or more" so each ref is then tried alone.
+    AWS takes ARNs and names in separate calls. Returns the groups in the
+    order of ``refs``. AWS only says "one or more target groups not found",
+    so the refs of a failing call are then tried alone to name the missing.
     """
-    arns = [r for r in refs if _is_arn(r)]
-    names = [r for r in refs if not _is_arn(r)]
     found = []
-    try:
-        if arns:
-            found.extend(_describe_groups_call(client, 'TargetGroupArns', arns))
-        if names:
-            found.extend(_describe_groups_call(client, 'Names', names))
-    except ClientError as exc:
-        if error_code(exc) != 'TargetGroupNotFound':
-            raise describe_aws_error('describe target groups %s' % ', '.join(refs), exc) from exc
-        missing = _missing_groups(client, refs)
-        raise CanaryError('Failed to find target group(s) %s: not found in this account and region' % ', '.join(missing),
-                          missing_target_groups=missing) from exc
-    except BotoCoreError as exc:
-        raise describe_aws_error('describe target groups %s' % ', '.join(refs), exc) from exc
+    for key, batch in (('TargetGroupArns', [r for r in refs if _is_arn(r)]), ('Names', [r for r in refs if not _is_arn(r)])):
+        if not batch:
+            continue
+        try:
+            found.extend(_describe_groups_call(client, key, batch))
+        except ClientError as exc:
+            if error_code(exc) != 'TargetGroupNotFound':
+                raise describe_aws_error('describe target groups %s' % ', '.join(batch), exc) from exc
+            missing = _missing_groups(client, key, batch)
+            raise CanaryError('Failed to find target group(s) %s: not found in this account and region' % ', '.join(missing),
+                              missing_target_groups=missing) from exc
+        except BotoCoreError as exc:
+            raise describe_aws_error('describe target groups %s' % ', '.join(batch), exc) from exc
     by_ref = {}
     for group in found:
         by_ref[group['TargetGroupArn']] = group
@@ -251,10 +250,9 @@ def describe_target_groups(client, refs):
     return [by_ref[r] for r in refs]
 
 
-def _missing_groups(client, refs):
+def _missing_groups(client, key, refs):
     missing = []
     for ref in refs:
-        key = 'TargetGroupArns' if _is_arn(ref) else 'Names'
         try:
             client.describe_target_groups(**{key: [ref]})
         except ClientError as exc:
@@ -413,6 +411,7 @@ class TargetRegistration:
         self.groups = []
         self.changed = False
         self._after = None
+        self._fresh = set()
 
     def result(self, before=None):
         result = {
@@ -467,6 +466,7 @@ class TargetRegistration:
                 if not deregister_target(self.client, group['arn'], self.target_id, group['target_port'], group['name']):
                     actions[group['arn']] = None
         self.changed = any(actions.values())
+        self._fresh = {arn for arn, action in actions.items() if action is None}
 
         if self.wait:
             self._wait()
@@ -493,7 +493,10 @@ class TargetRegistration:
 
     def _check(self):
         for group in self.groups:
-            if not settled(self.state, group['health']):
+            if group['arn'] in self._fresh:
+                # Observed just before, and not touched since: no second call.
+                self._fresh.discard(group['arn'])
+            elif not settled(self.state, group['health']):
                 observe(self.client, group, self.target_id)
         if self.state == 'present':
             blind = [g for g in self.groups if g['health'].get('reason') == NOT_IN_USE_REASON]
@@ -503,8 +506,8 @@ class TargetRegistration:
 
     def _wait(self):
         timeout = self.wait_timeout or default_wait_timeout(self.state, self.groups)
-        # The first poll is immediate: groups not yet settled were observed
-        # before the mutation, so they are observed again at once.
+        # The first poll is immediate for groups just changed; the others
+        # use the observation made before.
         try:
             wait_for(self._check, timeout, 'target %s' % self.target_id, initial_interval=self.poll_interval,
                      max_interval=self.max_interval, factor=BACKOFF_FACTOR, sleep=self.sleep, clock=self.clock)
