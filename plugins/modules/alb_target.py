@@ -198,17 +198,17 @@ diff:
     after: {web-https: {registered: false, target_state: unused}}
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
-from ansible_collections.immune.canary.plugins.module_utils._aws import (
+from ansible_collections.immune.canary.plugins.module_utils._aws import (  # noqa: E402
     AWS_MUTUALLY_EXCLUSIVE,
     BOTO3_IMPORT_ERROR,
     HAS_BOTO3,
     aws_argument_spec,
     aws_client,
 )
-from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, fail_from_error
-from ansible_collections.immune.canary.plugins.module_utils._elbv2 import (
+from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, fail_from_error  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._elbv2 import (  # noqa: E402
     DEFAULT_POLL_INTERVAL,
     MAX_POLL_INTERVAL,
     TargetRegistration,
