@@ -388,12 +388,13 @@ class TargetRegistration:
     """Register or deregister one target in several groups and wait.
 
     ``sleep`` and ``clock`` are injectable for tests; ``check_mode`` skips
-    every mutating call and the wait.
+    every mutating call and the wait. ``stopwatch`` lets the caller count
+    time spent before (creating the client) in ``elapsed``.
     """
 
     def __init__(self, client, target_id, target_groups, state='present', target_port=None, wait=True,
                  wait_timeout=None, poll_interval=DEFAULT_POLL_INTERVAL, max_interval=MAX_POLL_INTERVAL,
-                 min_healthy=('count', 1), check_mode=False, sleep=time.sleep, clock=time.monotonic):
+                 min_healthy=('count', 1), check_mode=False, sleep=time.sleep, clock=time.monotonic, stopwatch=None):
         self.client = client
         self.target_id = target_id
         self.refs = list(target_groups)
@@ -407,7 +408,7 @@ class TargetRegistration:
         self.check_mode = check_mode
         self.sleep = sleep
         self.clock = clock
-        self.stopwatch = Stopwatch(clock)
+        self.stopwatch = stopwatch or Stopwatch(clock)
         self.groups = []
         self.changed = False
         self._after = None

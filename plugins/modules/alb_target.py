@@ -207,7 +207,7 @@ from ansible_collections.immune.canary.plugins.module_utils._aws import (  # noq
     aws_argument_spec,
     aws_client,
 )
-from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, fail_from_error  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch, fail_from_error  # noqa: E402
 from ansible_collections.immune.canary.plugins.module_utils._elbv2 import (  # noqa: E402
     DEFAULT_POLL_INTERVAL,
     MAX_POLL_INTERVAL,
@@ -247,6 +247,7 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, mutually_exclusive=AWS_MUTUALLY_EXCLUSIVE, supports_check_mode=True)
     if not HAS_BOTO3:
         module.fail_json(msg=missing_required_lib('boto3'), exception=str(BOTO3_IMPORT_ERROR))
+    stopwatch = Stopwatch()
     params = module.params
     base = dict(changed=False, target_id=params['target_id'], state=params['state'], elapsed=0.0, target_groups=[])
     if not params['validate_certs']:
@@ -257,9 +258,10 @@ def main():
         result = TargetRegistration(
             client, params['target_id'].strip(), groups, state=params['state'], target_port=params['target_port'],
             wait=params['wait'], wait_timeout=params['wait_timeout'], poll_interval=params['poll_interval'],
-            max_interval=MAX_POLL_INTERVAL, min_healthy=min_healthy, check_mode=module.check_mode,
+            max_interval=MAX_POLL_INTERVAL, min_healthy=min_healthy, check_mode=module.check_mode, stopwatch=stopwatch,
         ).run()
     except CanaryError as error:
+        base['elapsed'] = stopwatch.elapsed()
         fail_from_error(module, error, **base)
     module.exit_json(**result)
 
