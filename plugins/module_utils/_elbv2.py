@@ -123,14 +123,16 @@ def plan(desired, groups):
 def capacity_violations(min_healthy, groups, actions):
     """Groups that a deregistration would leave below ``min_healthy``.
 
-    Only groups planned for ``deregister`` are checked. Each group dict
+    Only groups planned for ``deregister`` are checked, and not groups that
+    no load balancer uses (they serve nothing, and never report a healthy
+    target, so there is no capacity to keep). Each group dict
     carries ``other_healthy`` (healthy targets other than ours) and
     ``other_targets`` (registered targets other than ours). Returns a list of
     ``(group, healthy, required)``.
     """
     found = []
     for group in groups:
-        if actions.get(group['arn']) != 'deregister':
+        if actions.get(group['arn']) != 'deregister' or group.get('load_balancer_arns') == []:
             continue
         required = required_healthy(min_healthy, group['other_targets'])
         if group['other_healthy'] < required:
@@ -357,8 +359,12 @@ def summarise_health(descriptions, target_id, port):
 def load_groups(client, refs, target_port=None):
     """Describe the groups and their attributes (once per run)."""
     groups = []
+    seen = set()
     for raw in describe_target_groups(client, refs):
         arn, name = raw['TargetGroupArn'], raw['TargetGroupName']
+        if arn in seen:  # the same group given by name and by ARN
+            continue
+        seen.add(arn)
         delay, slow_start = describe_target_group_attributes(client, arn, name)
         groups.append({
             'arn': arn,
@@ -449,7 +455,8 @@ class TargetRegistration:
             violations = capacity_violations(self.min_healthy, self.groups, actions)
             if violations:
                 raise CanaryError(self._capacity_message(violations))
-        elif self.wait and not self.check_mode:
+        elif self.wait:
+            # Also in check mode: it predicts the real run's failure.
             blind = [g for g in self.groups if no_load_balancer(g)]
             if blind:
                 raise CanaryError(no_load_balancer_message(self.target_id, blind))

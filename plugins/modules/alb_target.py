@@ -70,8 +70,9 @@ options:
       - A percentage V(NN%) is taken of the group's other registered targets (any health), rounded up,
         and is always at least one healthy target when above V(0%).
       - V(0) (or V(0%)) disables the guard.
-    type: str
-    default: '1'
+      - Groups that no load balancer uses are not guarded; they serve no traffic.
+    type: raw
+    default: 1
 extends_documentation_fragment:
   - immune.canary.aws
   - immune.canary.attributes
@@ -223,7 +224,8 @@ ARGUMENT_SPEC = aws_argument_spec(
     wait=dict(type='bool', default=True),
     wait_timeout=dict(type='float'),
     poll_interval=dict(type='float', default=DEFAULT_POLL_INTERVAL),
-    min_healthy=dict(type='str', default='1'),
+    # raw: a count or "NN%"; parse_min_healthy validates both forms.
+    min_healthy=dict(type='raw', default=1),
 )
 
 

@@ -117,6 +117,8 @@ def group(name, other_healthy, other_targets, **extra):
     (('percent', 50.0), [group('a', 2, 3)], 'deregister', []),
     (('percent', 1.0), [group('a', 0, 0)], 'deregister', ['a']),
     (('percent', 0.0), [group('a', 0, 0)], 'deregister', []),
+    (('count', 1), [group('orphan', 0, 2, load_balancer_arns=[])], 'deregister', []),   # serves nothing: nothing to keep
+    (('count', 1), [group('a', 0, 2, load_balancer_arns=['lb'])], 'deregister', ['a']),
 ])
 def test_capacity_violations(min_healthy, groups, planned, violating):
     actions = {g['arn']: planned for g in groups}
