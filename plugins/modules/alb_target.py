@@ -18,7 +18,7 @@ description:
   - A target that is V(draining) is registered again by O(state=present), so a fast revert never silently does nothing.
   - Runs on the controller and talks to the ELBv2 API with boto3.
 author:
-  - immune.canary contributors
+  - immune.canary maintainers (@immune)
 options:
   target_groups:
     description:
@@ -84,6 +84,10 @@ notes:
   - Deregistering a target that is not registered is not an error; the result is C(changed=false).
   - A target that is unhealthy for a lasting reason (for example C(Target.FailedHealthChecks)) is waited for until
     the timeout, whose message shows the reason.
+attributes:
+  action_group:
+    membership:
+      - immune.canary.aws
 seealso:
   - name: Target health states
     description: What C(initial), C(healthy), C(unhealthy), C(unused) and C(draining) mean.
