@@ -90,7 +90,9 @@ def test_capacity_guard_refuses_and_leaves_the_target_registered(alb):
     # The same guard as a percentage lets it go: 100% of the two others are healthy.
     run = run_module('alb_target', args(alb, target, state='absent', min_healthy='100%', wait=False))
     assert (run.failed, run.result['changed']) == (False, True), run.result
-    assert states(alb, target) == ['draining', 'draining']
+    assert [g['target_state'] for g in run.result['target_groups']] == ['draining', 'draining']
+    # Draining lasts 1 s here: by now it may be over; either way it is out.
+    assert all(state in ('draining', 'unused', None) for state in states(alb, target))
 
 
 def test_present_re_registers_a_draining_target(alb):
