@@ -430,3 +430,14 @@ def test_throttling_retries_are_bounded_and_reported():
     assert state['requests'] == 4
     assert info.value.message == 'Failed to describe target groups web: Throttling: Rate exceeded'
     assert 'fake-secret-marker' not in info.value.message
+
+
+@pytest.mark.parametrize('validate_certs, bundle, verify', [
+    (True, None, True),
+    (True, '/etc/ssl/certs/ca-certificates.crt', '/etc/ssl/certs/ca-certificates.crt'),
+    (False, '/etc/ssl/certs/ca-certificates.crt', False),   # an explicit false wins over AWS_CA_BUNDLE
+    (False, None, False),
+])
+def test_client_certificate_validation(validate_certs, bundle, verify):
+    client = aws_client(dict(params('https://127.0.0.1:9'), validate_certs=validate_certs, aws_ca_bundle=bundle), 'elbv2')
+    assert client._endpoint.http_session._verify == verify
