@@ -82,7 +82,8 @@ def aws_client(params, service, max_attempts=6, retry_mode='standard', session=N
     session = session or aws_session(params)
     if not session.region_name:
         raise CanaryError('Failed to create %s client: no region; set the region option or AWS_REGION' % service)
-    verify = params.get('aws_ca_bundle') or params.get('validate_certs', True)
+    # validate_certs=false wins over a CA bundle (AWS_CA_BUNDLE is often set globally).
+    verify = False if not params.get('validate_certs', True) else (params.get('aws_ca_bundle') or True)
     config = Config(
         retries={'mode': retry_mode, 'max_attempts': max_attempts},
         user_agent_extra=USER_AGENT,

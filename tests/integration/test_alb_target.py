@@ -1,0 +1,192 @@
+"""immune.canary.alb_target through real ansible-playbook against moto over HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from doubles.moto_alb import FAKE_SECRET_KEY, MotoALB
+from support.ansible_runner import BIN, ansible_env, run_module
+
+# Results are read as the user sees them; Ansible shows `diff` in results from -vvv on.
+# Fast polling against the stand-in; the defaults (2 s, backing off to 15 s) are for AWS.
+FAST = {'poll_interval': 0.2}
+
+
+@pytest.fixture
+def alb():
+    with MotoALB(initial_seconds=0.5) as harness:
+        harness.made = harness.seed(instances=3, orphan_group='orphan', deregistration_delay=1)
+        yield harness
+
+
+def args(alb, target_id, groups=('web-https', 'web-http'), **extra):
+    values = dict(alb.aws_options, target_id=target_id, target_groups=list(groups), **FAST)
+    values.update(extra)
+    return values
+
+
+def states(alb, target_id, names=('web-https', 'web-http')):
+    return [alb.state_of(alb.made['groups'][name], target_id) for name in names]
+
+
+def test_absent_then_present_check_real_idempotent(alb):
+    target = alb.made['instances'][0]
+    # An ARN and a name mixed.
+    groups = [alb.made['groups']['web-https'], 'web-http']
+
+    run = run_module('alb_target', args(alb, target, groups, state='absent'), check=True, diff=True, verbosity=3)
+    assert not run.failed, run.result
+    assert run.result['changed'] is True
+    assert run.result['diff']['before']['web-https'] == {'registered': True, 'target_state': 'healthy'}
+    assert run.result['diff']['after']['web-https'] == {'registered': False, 'target_state': 'draining'}
+    assert states(alb, target) == ['healthy', 'healthy']      # check mode changed nothing
+
+    run = run_module('alb_target', args(alb, target, groups, state='absent'), diff=True, verbosity=3)
+    assert not run.failed, run.result
+    assert run.result['changed'] is True
+    assert [g['target_state'] for g in run.result['target_groups']] == ['unused', 'unused']
+    assert [g['reason'] for g in run.result['target_groups']] == ['Target.NotRegistered'] * 2
+    assert [(g['healthy_count'], g['target_count']) for g in run.result['target_groups']] == [(2, 2), (2, 2)]
+    assert [g['name'] for g in run.result['target_groups']] == ['web-https', 'web-http']
+    assert [(g['port'], g['deregistration_delay'], g['slow_start']) for g in run.result['target_groups']] == [(443, 1, 0), (80, 1, 0)]
+    assert states(alb, target) == [None, None]
+
+    run = run_module('alb_target', args(alb, target, groups, state='absent'), check=True)
+    assert (run.failed, run.result['changed']) == (False, False)
+    run = run_module('alb_target', args(alb, target, groups, state='absent'))
+    assert (run.failed, run.result['changed']) == (False, False)
+
+    run = run_module('alb_target', args(alb, target, groups, state='present'), check=True)
+    assert (run.failed, run.result['changed']) == (False, True)
+    assert states(alb, target) == [None, None]
+
+    run = run_module('alb_target', args(alb, target, groups, state='present'), diff=True, verbosity=3)
+    assert not run.failed, run.result
+    assert run.result['changed'] is True
+    assert [g['target_state'] for g in run.result['target_groups']] == ['healthy', 'healthy']
+    assert run.result['diff']['after']['web-http'] == {'registered': True, 'target_state': 'healthy'}
+    assert states(alb, target) == ['healthy', 'healthy']
+
+    run = run_module('alb_target', args(alb, target, groups, state='present'), check=True)
+    assert (run.failed, run.result['changed']) == (False, False)
+    run = run_module('alb_target', args(alb, target, groups, state='present'), diff=True, verbosity=3)
+    assert (run.failed, run.result['changed']) == (False, False)
+    # The same keys every time (the callback only shows diff from -vvv on).
+    assert sorted(set(run.result) - {'invocation'}) == sorted(['changed', 'target_id', 'state', 'elapsed', 'target_groups', 'diff'])
+
+
+def test_capacity_guard_refuses_and_leaves_the_target_registered(alb):
+    target = alb.made['instances'][0]
+    run = run_module('alb_target', args(alb, target, state='absent', min_healthy=3))
+    assert run.failed
+    assert run.result['msg'] == ('Failed to deregister target %s: min_healthy=3 would be violated, nothing was deregistered; '
+                                 'web-https has 2 healthy other target(s) of 2, needs 3; web-http has 2 healthy other target(s) of 2, needs 3'
+                                 % target)
+    assert run.result['changed'] is False
+    assert states(alb, target) == ['healthy', 'healthy']
+
+    # The same guard as a percentage lets it go: 100% of the two others are healthy.
+    run = run_module('alb_target', args(alb, target, state='absent', min_healthy='100%', wait=False))
+    assert (run.failed, run.result['changed']) == (False, True), run.result
+    assert [g['target_state'] for g in run.result['target_groups']] == ['draining', 'draining']
+    # Draining lasts 1 s here: by now it may be over; either way it is out.
+    assert all(state in ('draining', 'unused', None) for state in states(alb, target))
+
+
+def test_present_re_registers_a_draining_target(alb):
+    target = alb.made['instances'][1]
+    elbv2 = alb.client('elbv2')
+    for name in ('web-https', 'web-http'):
+        arn = alb.made['groups'][name]
+        elbv2.modify_target_group_attributes(TargetGroupArn=arn, Attributes=[{'Key': 'deregistration_delay.timeout_seconds', 'Value': '120'}])
+        elbv2.deregister_targets(TargetGroupArn=arn, Targets=[{'Id': target}])
+    assert states(alb, target) == ['draining', 'draining']
+
+    run = run_module('alb_target', args(alb, target, state='present'), diff=True, verbosity=3)
+    assert not run.failed, run.result
+    assert run.result['changed'] is True
+    assert run.result['diff']['before']['web-https'] == {'registered': False, 'target_state': 'draining'}
+    assert states(alb, target) == ['healthy', 'healthy']
+
+
+def test_timeout_reports_last_state_reason_and_elapsed(alb):
+    target = alb.made['instances'][2]
+    alb.set_health(alb.made['groups']['web-http'], target,
+                   lambda _group, _target: ('unhealthy', 'Target.FailedHealthChecks', 'Health checks failed'))
+    run = run_module('alb_target', args(alb, target, state='present', wait_timeout=2))
+    assert run.failed
+    msg = run.result['msg']
+    assert msg.startswith('Failed to wait for target %s to become healthy in 2 target group(s): timed out after 2.' % target)
+    assert msg.endswith('s; last observed: web-https: healthy; web-http: unhealthy (Target.FailedHealthChecks: Health checks failed)')
+    assert run.result['changed'] is False
+    assert run.result['target_groups'][1]['reason'] == 'Target.FailedHealthChecks'
+    assert run.result['elapsed'] >= 2
+
+
+def test_unknown_group_is_named(alb):
+    run = run_module('alb_target', args(alb, alb.made['instances'][0], ('web-https', 'no-such-group')))
+    assert run.failed
+    assert run.result['msg'] == 'Failed to find target group(s) no-such-group: not found in this account and region'
+
+
+def test_group_without_load_balancer_fails_at_once_and_touches_nothing(alb):
+    target = alb.made['instances'][0]
+    run = run_module('alb_target', args(alb, target, ('orphan',), state='present', wait_timeout=600))
+    assert run.failed
+    assert run.result['msg'] == ('Failed to wait for target %s to become healthy in orphan: the target group is not used by any '
+                                 'load balancer, so its targets never become healthy (attach it to a listener, or set wait: false)' % target)
+    assert run.result['elapsed'] < 60
+    assert states(alb, target, ('orphan',)) == [None]
+
+    run = run_module('alb_target', args(alb, target, ('orphan',), state='present', wait=False))
+    assert (run.failed, run.result['changed']) == (False, True)
+    assert run.result['target_groups'][0]['reason'] == 'Target.NotInUse'
+
+
+def test_stopped_instance_cannot_be_registered(alb):
+    target = alb.made['instances'][0]
+    elbv2 = alb.client('elbv2')
+    arn = alb.made['groups']['web-http']
+    elbv2.deregister_targets(TargetGroupArn=arn, Targets=[{'Id': target}])
+    alb.client('ec2').stop_instances(InstanceIds=[target])
+    run = run_module('alb_target', args(alb, target, ('web-http',), state='present'))
+    assert run.failed
+    assert run.result['msg'].startswith('Failed to register target %s in target group web-http: InvalidTarget: ' % target)
+    assert run.result['msg'].endswith("(the target must exist, be running, and be in the target group's VPC %s)" % alb.made['vpc_id'])
+
+
+def test_bad_min_healthy_is_rejected_naming_the_option(alb):
+    target = alb.made['instances'][0]
+    run = run_module('alb_target', args(alb, target, state='absent', min_healthy='150%'))
+    assert run.failed
+    assert run.result['msg'] == "Invalid value for option min_healthy: '150%'; a percentage must lie between 0% and 100%"
+    assert states(alb, target) == ['healthy', 'healthy']
+
+
+def test_moto_invalid_target_on_deregister_is_tolerated():
+    with MotoALB(aws_like_deregister=False) as alb:
+        alb.made = alb.seed(instances=2, register=False)
+        run = run_module('alb_target', args(alb, alb.made['instances'][0], state='absent'))
+        assert (run.failed, run.result['changed']) == (False, False), run.result
+
+
+def test_secret_key_never_appears_at_vvv(alb):
+    target = alb.made['instances'][0]
+    ok = run_module('alb_target', args(alb, target, state='absent', validate_certs=False), verbosity=3, diff=True)
+    bad = run_module('alb_target', args(alb, target, ('ghost',), state='present'), verbosity=3)
+    assert not ok.failed and bad.failed
+    assert 'validate_certs is false' in ok.stdout + ok.stderr
+    for run in (ok, bad):
+        assert 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER' in run.stdout     # the invocation was shown, masked
+        assert FAKE_SECRET_KEY not in run.stdout + run.stderr
+
+
+def test_ansible_doc_renders():
+    proc = subprocess.run([str(BIN / 'ansible-doc'), 'immune.canary.alb_target'], capture_output=True, text=True,
+                          env=ansible_env(), timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    for word in ('target_groups', 'min_healthy', 'wait_timeout', 'poll_interval', 'secret_key', 'healthy_count'):
+        assert word in proc.stdout
+    assert 'WARNING' not in proc.stderr
