@@ -42,7 +42,7 @@ unit: build
 	$(BIN)/pytest -q tests/unit
 
 integration: build
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q -n 2 --dist loadfile tests/integration
 
 bench: build
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
@@ -51,7 +51,7 @@ clean:
 	rm -rf .build tests/output
 
 e2e: build
-	$(BIN)/pytest -q tests/e2e
+	$(BIN)/pytest -q -n 2 --dist loadfile tests/e2e
 
 demo: build
 	$(BIN)/python tests/lab/demo.py

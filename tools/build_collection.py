@@ -43,7 +43,10 @@ def sync(root=ROOT, dest=DEST):
                     continue
             except FileNotFoundError:
                 pass
-            shutil.copy2(src, dst)
+            # Atomic: test workers may sync the same mirror at once.
+            tmp = '%s.tmp-%d' % (dst, os.getpid())
+            shutil.copy2(src, tmp)
+            os.replace(tmp, dst)
     for dirpath, _dirnames, filenames in os.walk(dest, topdown=False):
         rel_dir = os.path.relpath(dirpath, dest)
         rel_dir = '' if rel_dir == '.' else rel_dir
@@ -52,14 +55,14 @@ def sync(root=ROOT, dest=DEST):
             continue
         for name in filenames:
             rel = os.path.join(rel_dir, name)
-            if rel not in seen and '__pycache__' not in rel:
+            if rel not in seen and '__pycache__' not in rel and '.tmp-' not in name:
                 os.remove(os.path.join(dest, rel))
         if rel_dir and rel_dir not in seen and '__pycache__' not in rel_dir and not os.listdir(dirpath):
             os.rmdir(dirpath)
     # The mirror lies inside the checkout's ignored .build folder, where
     # ansible-test would find the outer repository and list no files. A git
     # repository of its own makes ansible-test list the mirror's files.
-    if not os.path.exists(os.path.join(dest, '.git')):
+    if not os.path.exists(os.path.join(dest, '.git', 'HEAD')):
         subprocess.run(['git', 'init', '-q', dest], check=True)
     return dest
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from lab.fleet import Lab
 from lab.traffic import Traffic
 from support.ansible_runner import run_playbook
+from support.servers import QuietHandler, start
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ROOT / 'playbooks'
@@ -84,6 +85,32 @@ def assert_fleet_converged(lab, site=None):
     assert healthy, {name: h['target_state'] for name, h in state.items()}
 
 
+class WebhookReceiver:
+    """A Slack/Teams-like incoming webhook on loopback; keeps every JSON body."""
+
+    def __init__(self, token):
+        self.token = token
+        self.messages = []
+        receiver = self
+
+        class Handler(QuietHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
+                if self.path == '/hooks/' + receiver.token:
+                    receiver.messages.append(json.loads(body))
+                    self.send_response(200)
+                else:
+                    self.send_response(404)
+                self.send_header('Content-Length', '0')
+                self.end_headers()
+
+        self.running = start(Handler)
+        self.url = '%s/hooks/%s' % (self.running.url, token)
+
+    def stop(self):
+        self.running.stop()
+
+
 class Watcher:
     """Runs ``action`` once, the first time ``condition(lab)`` holds during a run."""
 
@@ -111,3 +138,14 @@ class Watcher:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(5)
+
+
+def outcomes(run):
+    """Each host's outcome, from the run's JSON report."""
+    return {host: entry.get('outcome') for host, entry in run.report['hosts'].items()}
+
+
+def applied_scripts(lab, host):
+    """How many changing IIS scripts the host has received so far."""
+    return sum(1 for _header, _script, doc in lab.hosts[host]['sim'].scripts
+               if doc.get('operation') == 'apply' or ('url' in doc and not doc.get('check_mode')))

@@ -1,0 +1,62 @@
+"""Guards of the rollout, end to end: capacity, batches and bad input are
+handled before or around any change. Each test has a lab of its own size."""
+
+from __future__ import annotations
+
+import pytest
+
+from support.e2e import Scenario, applied_scripts, assert_fleet_converged, outcomes, start_lab
+
+SITE = 'app.example.com-%s'
+
+
+
+@pytest.fixture(scope='module')
+def lab2(tmp_path_factory):
+    lab = start_lab(tmp_path_factory.mktemp('lab2'), 2, '127.0.21')
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+def test_two_hosts_with_min_healthy_2_are_refused_before_any_change(lab2, tmp_path):
+    scenario = Scenario(lab2, tmp_path)
+    run = scenario.play('deploy.yml', dict(scenario.release(2), rollout_min_healthy=2), rps=0)
+    assert run.rc != 0
+    assert 'min_healthy=2 would be violated' in run.stdout
+    assert {h: applied_scripts(lab2, h) for h in lab2.hosts} == {'web1': 0, 'web2': 0}
+    assert lab2.artifacts.downloads == []
+    assert_fleet_converged(lab2, SITE % 1)
+
+
+def test_serial_one_then_half_on_five_hosts(tmp_path):
+    lab = start_lab(tmp_path / 'lab', 5, '127.0.22')
+    try:
+        scenario = Scenario(lab, tmp_path)
+        run = scenario.play('deploy.yml', dict(scenario.release(2), rollout_serial=[1, '50%']), rps=40)
+        assert run.rc == 0, run.stdout[-3000:]
+        assert set(outcomes(run).values()) == {'promoted'}
+        assert run.customers['failures'] == 0, run.customers
+        # Batches: web1 alone, then web2-web4 (50 % of 5 rounds up to 3), then web5.
+        drains = sorted((r['started'], r['host']) for r in run.records if r['task'].endswith('Drain the host from the load balancer'))
+        assert [h for _t, h in drains][0] == 'web1'
+        assert_fleet_converged(lab, SITE % 2)
+    finally:
+        lab.stop()
+
+
+@pytest.mark.parametrize('bad, message', [
+    ({'rollout_package_checksum': 'md5:abc'}, 'Invalid rollout_package_checksum'),
+    ({'rollout_version': 'a/b'}, 'Invalid rollout_version'),
+    ({'rollout_public_url': 'app.example.com/health'}, 'Invalid rollout_public_url'),
+    ({'rollout_warmup_statistic': 'p99'}, 'rollout_warmup_statistic'),
+])
+def test_bad_input_is_refused_before_any_host_is_touched(lab2, tmp_path, bad, message):
+    lab = lab2
+    scenario = Scenario(lab, tmp_path)
+    before = {h: applied_scripts(lab, h) for h in lab.hosts}
+    run = scenario.play('deploy.yml', dict(scenario.release(9), **bad), rps=0)
+    assert run.rc != 0
+    assert message in run.stdout
+    assert {h: applied_scripts(lab, h) for h in lab.hosts} == before
