@@ -19,6 +19,9 @@ for a group without a load balancer. :class:`MotoALB` runs
 
 Use as a context manager; the patches are removed, the backend reset and the
 server stopped on exit, whatever happened. Credentials are fake and explicit.
+Several harnesses may run in one process when each uses its own region (moto's
+state is global to the process): the wrapper sends each group to the harness
+of its region, and the state is reset only when the last harness stops.
 """
 
 from __future__ import annotations
@@ -38,6 +41,21 @@ FAKE_ACCESS_KEY = 'AKIAMOTOFAKEACCESSKEY'
 FAKE_SECRET_KEY = 'moto-secret-MARKER-5f3c9e1d7a'
 REGION = 'eu-west-1'
 AMI = 'ami-12c6146b'
+
+
+# Harnesses active in this process, and moto's own methods while any is.
+_ACTIVE = []
+_ACTIVE_LOCK = threading.Lock()
+_ORIGINALS = {}
+
+
+def _owner(group):
+    """The newest active harness for the group's region (ARNs carry it)."""
+    region = group.arn.split(':')[3]
+    for harness in reversed(_ACTIVE):
+        if harness.region == region:
+            return harness
+    return None
 
 
 def healthy(_group_name, _target_id):
@@ -81,7 +99,10 @@ class MotoALB:
         try:
             host, port = self._server.get_host_and_port()
             self.endpoint_url = 'http://%s:%d' % (host, port)
-            self._reset()
+            # moto's state is global to the process: reset it only when no
+            # other harness (in another region) is using it.
+            if not _ACTIVE:
+                self._reset()
             self._patch()
         except BaseException:
             self.stop()
@@ -90,7 +111,7 @@ class MotoALB:
     def stop(self):
         try:
             self._unpatch()
-            if self._server is not None and self.endpoint_url:
+            if self._server is not None and self.endpoint_url and not _ACTIVE:
                 self._reset()
         finally:
             if self._server is not None:
@@ -183,28 +204,45 @@ class MotoALB:
     # -- the wrapper -----------------------------------------------------
 
     def _patch(self):
-        cls = elbv2_models.FakeTargetGroup
-        self._originals = {name: cls.__dict__[name] for name in ('register', 'deregister', 'health_for')}
-        harness = self
-        original = self._originals
+        """Install the wrapper once per process; several harnesses (each in its
+        own region) may be active at once, each group goes to its region's."""
+        with _ACTIVE_LOCK:
+            if not _ACTIVE:
+                cls = elbv2_models.FakeTargetGroup
+                _ORIGINALS.update({name: cls.__dict__[name] for name in ('register', 'deregister', 'health_for')})
 
-        def register(group, targets):
-            return harness._register(group, targets, original['register'])
+                def register(group, targets):
+                    owner = _owner(group)
+                    if owner is None:
+                        return _ORIGINALS['register'](group, targets)
+                    return owner._register(group, targets, _ORIGINALS['register'])
 
-        def deregister(group, targets):
-            return harness._deregister(group, targets)
+                def deregister(group, targets):
+                    owner = _owner(group)
+                    if owner is None:
+                        return _ORIGINALS['deregister'](group, targets)
+                    return owner._deregister(group, targets)
 
-        def health_for(group, target, ec2_backend):
-            return harness._health_for(group, target, ec2_backend, original['health_for'])
+                def health_for(group, target, ec2_backend):
+                    owner = _owner(group)
+                    if owner is None:
+                        return _ORIGINALS['health_for'](group, target, ec2_backend)
+                    return owner._health_for(group, target, ec2_backend, _ORIGINALS['health_for'])
 
-        cls.register = register
-        cls.deregister = deregister
-        cls.health_for = health_for
+                cls.register = register
+                cls.deregister = deregister
+                cls.health_for = health_for
+            _ACTIVE.append(self)
+            self._originals = _ORIGINALS
 
     def _unpatch(self):
-        if self._originals:
-            for name, func in self._originals.items():
-                setattr(elbv2_models.FakeTargetGroup, name, func)
+        with _ACTIVE_LOCK:
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
+                if not _ACTIVE:
+                    for name, func in _ORIGINALS.items():
+                        setattr(elbv2_models.FakeTargetGroup, name, func)
+                    _ORIGINALS.clear()
             self._originals = None
 
     def _expire(self, group):

@@ -13,7 +13,7 @@ SITE = 'app.example.com-%s'
 
 @pytest.fixture(scope='module')
 def lab2(tmp_path_factory):
-    lab = start_lab(tmp_path_factory.mktemp('lab2'), 2, '127.0.21')
+    lab = start_lab(tmp_path_factory.mktemp('lab2'), 2, '127.0.21', region='eu-west-2')
     try:
         yield lab
     finally:
@@ -31,7 +31,7 @@ def test_two_hosts_with_min_healthy_2_are_refused_before_any_change(lab2, tmp_pa
 
 
 def test_serial_one_then_half_on_five_hosts(tmp_path):
-    lab = start_lab(tmp_path / 'lab', 5, '127.0.22')
+    lab = start_lab(tmp_path / 'lab', 5, '127.0.22', region='eu-west-3')
     try:
         scenario = Scenario(lab, tmp_path)
         run = scenario.play('deploy.yml', dict(scenario.release(2), rollout_serial=[1, '50%']), rps=40)

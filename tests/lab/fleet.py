@@ -154,11 +154,13 @@ class Lab:
     """Everything the lab runs. ``start()`` brings every host to version 1."""
 
     def __init__(self, directory, hosts=3, drain_seconds=2.0, cold_start_s=2.0, health_interval=0.5, es_personality='es8',
-                 network='127.0.10'):
+                 network='127.0.10', region='eu-west-1'):
         if not network.startswith('127.') or network.count('.') != 2:
             raise ValueError('network must be three octets inside 127.0.0.0/8, e.g. 127.0.10; got %r' % (network,))
         self.dir = Path(directory)
         self.network = network
+        # Labs in one process need regions of their own (moto's state is global).
+        self.region = region
         self.dir.mkdir(parents=True, exist_ok=True)
         self.host_count = int(hosts)
         self.drain_seconds = float(drain_seconds)
@@ -198,7 +200,7 @@ class Lab:
         self.artifacts = ArtifactServer(self.dir / 'packages')
         self._stoppers.append(self.artifacts.stop)
 
-        self.alb = MotoALB(initial_seconds=0.0)
+        self.alb = MotoALB(initial_seconds=0.0, region=self.region)
         self.alb.start()
         self._stoppers.append(self.alb.stop)
         self.checker = HealthChecker(self, interval=self.health_interval)

@@ -30,8 +30,8 @@ FAST = {
 }
 
 
-def start_lab(directory, hosts, network):
-    lab = Lab(directory, hosts=hosts, drain_seconds=1, cold_start_s=0.5, health_interval=0.2, network=network)
+def start_lab(directory, hosts, network, region='eu-west-1'):
+    lab = Lab(directory, hosts=hosts, drain_seconds=1, cold_start_s=0.5, health_interval=0.2, network=network, region=region)
     return lab.start()
 
 
