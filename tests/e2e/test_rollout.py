@@ -33,6 +33,22 @@ def test_good_build_is_promoted_everywhere_without_a_failed_request(scenario):
     assert events >= 5  # started, 3 promoted, succeeded
 
 
+def test_same_version_again_is_nothing_to_do(scenario):
+    before = {h: applied_scripts(scenario.lab, h) for h in scenario.lab.hosts}
+    run = scenario.play('deploy.yml', scenario.release(2), rps=0)
+    assert run.rc == 0, run.stdout[-3000:]
+    assert run.report['result'] == 'nothing_to_do'
+    assert 'Every host already runs app.example.com-2: nothing to do.' in run.stdout
+    assert {h: applied_scripts(scenario.lab, h) for h in scenario.lab.hosts} == before
+
+
+def test_status_shows_each_hosts_site_and_targets(scenario):
+    run = scenario.play('status.yml', rps=0)
+    assert run.rc == 0, run.stdout[-3000:]
+    shown = {r['host']: r['result']['msg'] for r in run.records if r['task'].endswith('Show the host\'s state')}
+    assert shown == {h: {'running': SITE % 2, 'other_sites': [], 'targets': {'app-https': 'healthy'}} for h in ('web1', 'web2', 'web3')}
+
+
 def test_bad_build_reverts_the_canary_and_never_touches_the_others(scenario):
     before = {h: applied_scripts(scenario.lab, h) for h in ('web2', 'web3')}
     token = 'T0KEN-in-the-webhook-url-4f1c'
