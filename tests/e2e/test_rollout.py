@@ -21,7 +21,6 @@ from support.e2e import PLAYBOOKS, Watcher, WebhookReceiver, applied_scripts, as
 SITE = 'app.example.com-%s'
 
 
-
 def test_good_build_is_promoted_everywhere_without_a_failed_request(scenario):
     run = scenario.play('deploy.yml', scenario.release(2))
     assert run.rc == 0, run.stdout[-3000:]

@@ -42,6 +42,8 @@ class DataPlane:
         self.url = 'https://%s:%d' % (self.running.host, self.running.port)
 
     def _pick(self):
+        """Round robin; with slow start, weighted by how long each target has
+        been routable (a route entry may carry that time as a 4th item)."""
         targets = list(self.route())
         now = time.monotonic()
         current = {t[0] for t in targets}
@@ -52,14 +54,14 @@ class DataPlane:
             return None
         weights = []
         for target in targets:
-            since = self._since.setdefault(target[0], now)
+            since = target[3] if len(target) > 3 else self._since.setdefault(target[0], now)
             if self.slow_start_s > 0:
                 weights.append(max(0.02, min(1.0, (now - since) / self.slow_start_s)))
             else:
                 weights.append(1.0)
         if len(set(weights)) == 1:
-            return targets[next(self._counter) % len(targets)]
-        return self._rng.choices(targets, weights=weights)[0]
+            return targets[next(self._counter) % len(targets)][:3]
+        return self._rng.choices(targets, weights=weights)[0][:3]
 
     def _record(self, entry):
         with self._log_lock:

@@ -99,6 +99,11 @@ class HealthChecker:
             entry = self.status.get((arn, target_id))
         return entry is not None and entry['state'] == 'healthy'
 
+    def healthy_since(self, arn, target_id):
+        with self._lock:
+            entry = self.status.get((arn, target_id)) or {}
+        return entry.get('healthy_since', 0.0)
+
     def _probe(self, address):
         try:
             conn = PinnedHTTPSConnection(address, SITE_PORT, PUBLIC_NAME, self.lab.client_ctx, self.timeout)
@@ -129,8 +134,9 @@ class HealthChecker:
                 if ok:
                     entry['passes'] += 1
                     entry['fails'] = 0
-                    if entry['passes'] >= self.healthy_threshold:
+                    if entry['passes'] >= self.healthy_threshold and entry['state'] != 'healthy':
                         entry['state'] = 'healthy'
+                        entry['healthy_since'] = time.monotonic()
                 else:
                     entry['fails'] += 1
                     entry['passes'] = 0
@@ -342,10 +348,14 @@ class Lab:
 
     def routable(self):
         """Targets the data plane may send a new request to, now."""
+        group = self._backend_group(self.group_arn)
+        if group is not None:
+            # The target group's slow start ramps a newly healthy target's share.
+            self.plane.slow_start_s = float(group.attributes.get('slow_start.duration_seconds', 0) or 0)
         targets = []
         for (arn, target_id) in sorted(self.registered_targets()):
             if arn == self.group_arn and self.checker.is_healthy(arn, target_id):
-                targets.append((target_id, self.address_of(target_id), SITE_PORT))
+                targets.append((target_id, self.address_of(target_id), SITE_PORT, self.checker.healthy_since(arn, target_id)))
         return targets
 
     # -- operations -----------------------------------------------------------
