@@ -10,7 +10,6 @@ from support.e2e import Scenario, applied_scripts, assert_fleet_converged, outco
 SITE = 'app.example.com-%s'
 
 
-
 @pytest.fixture(scope='module')
 def lab2(tmp_path_factory):
     lab = start_lab(tmp_path_factory.mktemp('lab2'), 2, '127.0.21', region='eu-west-2')

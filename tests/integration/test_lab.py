@@ -7,7 +7,6 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -95,7 +94,7 @@ def test_data_plane_never_routes_to_a_draining_or_unhealthy_target(lab):
     try:
         assert wait_until(lambda: target_state(lab, 'web3') == 'unhealthy', 5)
         marked = len(lab.plane.access_log)
-        statuses = [get(lab.plane.running.host, lab.plane.running.port, lab.ca.ca_path)[0] for _ in range(12)]
+        statuses = [get(lab.plane.running.host, lab.plane.running.port, lab.ca.ca_path)[0] for _i in range(12)]
         assert statuses == [200] * 12
         assert web3 not in {e['target'] for e in lab.plane.access_log[marked:]}
     finally:
@@ -104,7 +103,7 @@ def test_data_plane_never_routes_to_a_draining_or_unhealthy_target(lab):
     client = lab.alb.client('elbv2')
     client.deregister_targets(TargetGroupArn=lab.group_arn, Targets=[{'Id': web3}])
     marked = len(lab.plane.access_log)
-    for _ in range(12):
+    for _i in range(12):
         get(lab.plane.running.host, lab.plane.running.port, lab.ca.ca_path)
     assert web3 not in {e['target'] for e in lab.plane.access_log[marked:]}
     assert wait_until(lambda: target_state(lab, 'web3') is None, 5)
@@ -122,7 +121,7 @@ def test_slow_start_of_the_target_group_ramps_a_new_targets_share(lab):
         client.register_targets(TargetGroupArn=lab.group_arn, Targets=[{'Id': web1}])
         assert wait_until(lambda: target_state(lab, 'web1') == 'healthy', 5)
         marked = len(lab.plane.access_log)
-        for _ in range(60):
+        for _i in range(60):
             get(lab.plane.running.host, lab.plane.running.port, lab.ca.ca_path)
         share = sum(1 for e in lab.plane.access_log[marked:] if e['target'] == web1) / 60
     finally:
@@ -218,7 +217,7 @@ def listening(address, port):
 
 
 def test_labctl_up_and_down_leave_no_process_or_port_behind(tmp_path):
-    labctl = [sys.executable, str(ROOT / 'tests' / 'lab' / 'labctl')]
+    labctl = [str(ROOT / 'tests' / 'lab' / 'labctl')]
     env = dict(os.environ)
     up = subprocess.run(labctl + ['up', '--dir', str(tmp_path), '--hosts', '2', '--network', '127.0.13', '--cold-start', '0.2'],
                         capture_output=True, text=True, timeout=180, check=False, env=env)

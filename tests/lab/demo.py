@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LABCTL = [sys.executable, str(ROOT / 'tests' / 'lab' / 'labctl')]
+LABCTL = [sys.executable, str(ROOT / 'tests' / 'lab' / 'labctl.py')]
 LAB_DIR = ROOT / '.lab' / 'demo'
 
 
