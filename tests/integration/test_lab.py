@@ -113,7 +113,7 @@ def test_data_plane_never_routes_to_a_draining_or_unhealthy_target(lab):
 
 def test_slow_start_of_the_target_group_ramps_a_new_targets_share(lab):
     client = lab.alb.client('elbv2')
-    client.modify_target_group_attributes(TargetGroupArn=lab.group_arn, Attributes=[{'Key': 'slow_start.duration_seconds', 'Value': '30'}])
+    client.modify_target_group_attributes(TargetGroupArn=lab.group_arn, Attributes=[{'Key': 'slow_start.duration_seconds', 'Value': '600'}])
     web1 = lab.hosts['web1']['instance_id']
     try:
         client.deregister_targets(TargetGroupArn=lab.group_arn, Targets=[{'Id': web1}])
@@ -126,9 +126,9 @@ def test_slow_start_of_the_target_group_ramps_a_new_targets_share(lab):
         share = sum(1 for e in lab.plane.access_log[marked:] if e['target'] == web1) / 60
     finally:
         client.modify_target_group_attributes(TargetGroupArn=lab.group_arn, Attributes=[{'Key': 'slow_start.duration_seconds', 'Value': '0'}])
-    # Full weight would be a third; within the first seconds of a 30 s ramp it is a small fraction.
+    # Full weight would be a third; within the first seconds of a 600 s ramp it is a small fraction.
     assert share < 0.15
-    assert lab.plane.slow_start_s == 30.0
+    assert lab.plane.slow_start_s == 600.0
 
 
 def test_two_sites_cannot_hold_one_hosts_443(lab):
