@@ -149,7 +149,7 @@ def argument_spec():
         run_id=dict(type='str'),
         host=dict(type='str'),
         limit=dict(type='int', default=1),
-        keyword_suffix=dict(type='str', default='.keyword'),
+        keyword_suffix=dict(type='str', default='.keyword', no_log=False),
     )
 
 

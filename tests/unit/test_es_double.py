@@ -242,7 +242,7 @@ def test_official_client_reads_hits():
     with EsDouble('es9') as running:
         running.index_docs('ev', events())
         client = elasticsearch.Elasticsearch(running.url)
-        response = client.search(index='ev', query={'bool': {'filter': [{'term': {'app': 'a'}}]}},
-                                  sort=[{'@timestamp': {'order': 'desc'}}], size=2)
+        query = {'bool': {'filter': [{'term': {'app': 'a'}}]}}
+        response = client.search(index='ev', query=query, sort=[{'@timestamp': {'order': 'desc'}}], size=2)
         assert [h['_source']['n'] for h in response['hits']['hits']] == [3, 2]
         assert response['hits']['total']['value'] == 4
