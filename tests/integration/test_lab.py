@@ -95,7 +95,7 @@ def test_data_plane_never_routes_to_a_draining_or_unhealthy_target(lab):
     try:
         assert wait_until(lambda: target_state(lab, 'web3') == 'unhealthy', 5)
         marked = len(lab.plane.access_log)
-        statuses = [get(lab.plane.running.host, lab.plane.running.port, lab.ca.ca_path)[0] for _ in range(12)]
+        statuses = [get(lab.plane.running.host, lab.plane.running.port, lab.ca.ca_path)[0] for _request in range(12)]
         assert statuses == [200] * 12
         assert web3 not in {e['target'] for e in lab.plane.access_log[marked:]}
     finally:
@@ -104,7 +104,7 @@ def test_data_plane_never_routes_to_a_draining_or_unhealthy_target(lab):
     client = lab.alb.client('elbv2')
     client.deregister_targets(TargetGroupArn=lab.group_arn, Targets=[{'Id': web3}])
     marked = len(lab.plane.access_log)
-    for _ in range(12):
+    for _request in range(12):
         get(lab.plane.running.host, lab.plane.running.port, lab.ca.ca_path)
     assert web3 not in {e['target'] for e in lab.plane.access_log[marked:]}
     assert wait_until(lambda: target_state(lab, 'web3') is None, 5)

@@ -332,7 +332,7 @@ class Lab:
 
     def draining_targets(self):
         with self.alb._lock:  # pylint: disable=protected-access
-            return {k for k in self.alb._draining_until}  # pylint: disable=protected-access
+            return set(self.alb._draining_until)  # pylint: disable=protected-access
 
     def address_of(self, target_id):
         host = self.instance_hosts.get(target_id)

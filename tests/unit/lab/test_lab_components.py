@@ -73,7 +73,7 @@ def test_requests_arriving_during_warm_up_wait_for_it(pki):
     site = AppSite('s', 'web1', '127.0.10.202', 0, ctx, packages.manifest_for('2', cold_start_s=0.5, latency_ms=1))
     times = []
     try:
-        threads = [threading.Thread(target=lambda: times.append(get('127.0.10.202', site.running.port, ca)[3])) for _ in range(3)]
+        threads = [threading.Thread(target=lambda: times.append(get('127.0.10.202', site.running.port, ca)[3])) for _thread in range(3)]
         for t in threads:
             t.start()
         for t in threads:
@@ -89,7 +89,7 @@ def test_error_rate_and_logging(pki):
     site = AppSite('app.example.com-3', 'web2', '127.0.10.203', 0, ctx,
                    packages.manifest_for('3', cold_start_s=0, latency_ms=0, error_rate=0.5), log_sink=logged.append, seed=1)
     try:
-        statuses = [get('127.0.10.203', site.running.port, ca)[0] for _ in range(60)]
+        statuses = [get('127.0.10.203', site.running.port, ca)[0] for _request in range(60)]
         health = get('127.0.10.203', site.running.port, ca, '/health')[0]
     finally:
         site.stop()
@@ -126,9 +126,9 @@ def test_data_plane_routes_only_to_routable_targets(pki):
 
     plane = DataPlane(route, PUBLIC, ca.ca_path, ctx)
     try:
-        versions = [get('127.0.0.1', plane.running.port, ca)[1] for _ in range(6)]
+        versions = [get('127.0.0.1', plane.running.port, ca)[1] for _request in range(6)]
         routable.discard('i-1')  # draining: no new requests
-        after = [get('127.0.0.1', plane.running.port, ca)[1] for _ in range(4)]
+        after = [get('127.0.0.1', plane.running.port, ca)[1] for _request in range(4)]
         routable.clear()
         empty = get('127.0.0.1', plane.running.port, ca)[0]
         routable.add('i-1')
