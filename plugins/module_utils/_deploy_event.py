@@ -82,3 +82,62 @@ class EventWriter:
         if check_mode:
             return dict(changed=True, id=None, result='skipped')
         return dict(changed=True, id=self.client.index_document(index, event), result='created')
+
+
+READ_FILTERS = ('app', 'phase', 'run_id', 'host')
+DEFAULT_READ_INDEX = 'deploy-events-*'
+MAX_LIMIT = 100
+
+
+def build_event_query(params):
+    """(index, search body) for the newest events matching the selection; validates first.
+
+    Every selected value becomes one ``term`` filter on ``<field><keyword_suffix>``;
+    no value is ever placed in query text.
+    """
+    index = params.get('index') or DEFAULT_READ_INDEX
+    if index != index.lower() or any(c in index for c in '\\/?"<>| #:'):
+        raise CanaryError('Invalid index %r: index names and patterns are lower case without \\ / ? " < > | # : or spaces' % index)
+    limit = params.get('limit', 1)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise CanaryError('Invalid limit %r: expected a whole number from 1 to %d' % (limit, MAX_LIMIT))
+    suffix = params.get('keyword_suffix')
+    suffix = '.keyword' if suffix is None else suffix
+    if (suffix and not suffix.startswith('.')) or any(c.isspace() for c in suffix):
+        raise CanaryError('Invalid keyword_suffix %r: expected an empty string or a sub-field suffix such as .keyword' % suffix)
+    if params.get('phase') is not None and params['phase'] not in PHASES:
+        raise CanaryError('Invalid phase %r: valid phases are %s' % (params['phase'], ', '.join(PHASES)))
+    filters = []
+    for name in READ_FILTERS:
+        value = params.get(name)
+        if value is None and name != 'app':
+            continue
+        if not isinstance(value, str) or not value:
+            raise CanaryError('Invalid %s %r: expected a non-empty string%s' % (name, value, '' if name == 'app' else ' or leave it unset'))
+        filters.append({'term': {name + suffix: value}})
+    body = {
+        'query': {'bool': {'filter': filters}},
+        'sort': [{'@timestamp': {'order': 'desc', 'unmapped_type': 'date'}}],
+        'size': limit,
+    }
+    return index, body
+
+
+class EventReader:
+    def __init__(self, client):
+        self.client = client
+
+    def read(self, index, body):
+        """The ``_source`` of each hit, in the server's order (newest first)."""
+        response = self.client.search(index, body)
+        hits = (response.get('hits') or {}).get('hits') if isinstance(response, dict) else None
+        if not isinstance(hits, list):
+            raise CanaryError('Failed to read deploy events from index %s: the search answer has no hits list' % index)
+        events = []
+        for hit in hits:
+            source = hit.get('_source') if isinstance(hit, dict) else None
+            if not isinstance(source, dict):
+                raise CanaryError('Failed to read deploy events from index %s: hit %s has no _source (is _source disabled in the mapping?)'
+                                  % (index, hit.get('_id') if isinstance(hit, dict) else hit))
+            events.append(source)
+        return events

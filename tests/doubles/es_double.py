@@ -2,8 +2,9 @@
 
 Speaks enough of the REST API for elasticsearch-py 8/9 and for this
 collection: ``GET /``, ``HEAD /``, index create/delete, ``_bulk``,
-``_doc``/``_create`` (409 on an existing id), ``_refresh``, ``_search`` and
-``_count`` with the query DSL subset the collection uses, and ES error shapes.
+``_doc``/``_create`` (409 on an existing id), ``_refresh``, ``_search`` (with
+hits: ``size``, ``from``, one-field ``sort``) and ``_count`` with the query
+DSL subset the collection uses, and ES error shapes.
 
 Personalities (``personality=``):
 
@@ -30,9 +31,19 @@ Knowingly simpler than Elasticsearch:
 * dates are recognised by field name (``@timestamp``, ``timestamp`` and the
   ``date`` fields of a mapping given at index creation) and kept as epoch ms;
 * percentiles are exact (linear interpolation), not TDigest estimates;
-* searches never return hits (``hits.hits`` is always empty; ``size`` is
-  ignored); only ``hits.total`` is counted; documents keep only flattened
-  fields (no ``_source``);
+* hits: ``size`` (default 10, ``0`` gives no hits) and ``from`` are
+  honoured; ``sort`` on one field only (``asc``/``desc``, missing values
+  last, ties in index order; ``unmapped_type`` accepted and ignored); no
+  scoring: unsorted hits come in index order with ``_score`` 1.0; ``_source``
+  filtering is ignored; documents seeded with ``index_docs`` have no id, so
+  their hits carry a made-up ``_id`` (``seeded-<row>``) that ``_doc`` does not
+  find;
+* ``_source`` is rebuilt from the flattened columns (object keys may come
+  back in another order; JSON objects have none). A document the columns
+  cannot give back as written (a key containing a dot, an empty object, a
+  date not in the canonical ``2026-05-01T12:00:00.000Z`` form) keeps its
+  original source beside the columns, so ``_source`` is always as written
+  and the common case costs no extra memory;
 * one shard, no replicas, no versions beyond ``_version: 1``.
 
 Documents are stored as columns (one Python list per flattened field) so a
@@ -42,6 +53,7 @@ writes and searches safe from many threads.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import fnmatch
 import json
@@ -62,6 +74,7 @@ PERSONALITIES = {
 }
 DATE_FIELDS = ('@timestamp', 'timestamp')
 _MISSING = object()
+_CANONICAL_DATE = re.compile(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z')
 _UNITS = {'ms': 0.001, 's': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
 
 
@@ -119,6 +132,34 @@ def flatten(doc, prefix='', out=None):
     return out
 
 
+def _flatten_exact(doc, prefix, out):
+    """flatten() that also says whether the columns can give ``doc`` back as written."""
+    exact = True
+    for key, value in doc.items():
+        if '.' in key:
+            exact = False
+        name = prefix + key
+        if isinstance(value, dict):
+            if not value:
+                exact = False
+            exact = _flatten_exact(value, name + '.', out) and exact
+        else:
+            out[name] = value
+    return exact
+
+
+def unflatten(flat):
+    """{'host.name': 'a'} -> {'host': {'name': 'a'}} (keys without dots only)."""
+    out = {}
+    for name, value in flat.items():
+        parts = name.split('.')
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
 def interval_ms(spec):
     match = re.fullmatch(r'(\d+)(ms|[smhdw])', str(spec))
     if match:
@@ -146,26 +187,57 @@ class Index:
         self.columns = {}
         self.size = 0
         self.ids = {}
+        self.row_ids = {}
+        # row -> original document, only for rows the columns cannot give back as written
+        self.sources = {}
         self.date_fields = set(DATE_FIELDS) | set(date_fields)
 
     def add(self, doc, doc_id=None):
-        flat = flatten(doc)
+        flat = {}
+        exact = _flatten_exact(doc, '', flat)
         row = self.size
         if doc_id is not None and doc_id in self.ids:
             row = self.ids[doc_id]
+            for column in self.columns.values():
+                column[row] = _MISSING
+            self.sources.pop(row, None)
         else:
             self.size += 1
             for column in self.columns.values():
                 column.append(_MISSING)
         for name, raw in flat.items():
-            value = parse_date(raw) if name in self.date_fields and raw is not None else raw
+            value = raw
+            if name in self.date_fields and raw is not None:
+                value = parse_date(raw)
+                if exact and not (raw.__class__ is str and _CANONICAL_DATE.fullmatch(raw)):
+                    exact = False
             column = self.columns.get(name)
             if column is None:
                 column = self.columns[name] = [_MISSING] * self.size
             column[row] = value
+        if not exact:
+            self.sources[row] = json.loads(json.dumps(doc))
         if doc_id is not None:
             self.ids[doc_id] = row
+            self.row_ids[row] = doc_id
         return row
+
+    def source(self, row):
+        """The document of ``row`` as it was written."""
+        if row in self.sources:
+            return json.loads(json.dumps(self.sources[row]))
+        flat = {}
+        for name, column in self.columns.items():
+            value = column[row]
+            if value is _MISSING:
+                continue
+            if name in self.date_fields and isinstance(value, float):
+                value = iso(value)
+            flat[name] = value
+        return unflatten(flat)
+
+    def doc_id(self, row):
+        return self.row_ids.get(row, 'seeded-%d' % row)
 
     def column(self, field):
         col = self.columns.get(field)
@@ -683,7 +755,7 @@ class EsDouble:
             if method in ('GET', 'HEAD'):
                 index = self._index(name)
                 if doc_id in index.ids:
-                    return 200, {'_index': name, '_id': doc_id, '_version': 1, 'found': True, '_source': {}}
+                    return 200, {'_index': name, '_id': doc_id, '_version': 1, 'found': True, '_source': index.source(index.ids[doc_id])}
                 return 404, {'_index': name, '_id': doc_id, 'found': False}
             if method not in ('PUT', 'POST'):
                 raise EsError(405, 'method_not_allowed', 'Incorrect HTTP method [%s]' % method)
@@ -736,28 +808,107 @@ class EsDouble:
         unknown = set(body) - {'query', 'aggs', 'aggregations', 'size', 'track_total_hits', 'from', 'sort', '_source', 'timeout'}
         if unknown:
             raise EsError(400, 'parsing_exception', 'Unknown key for a START_OBJECT in [%s].' % sorted(unknown)[0])
+        size, offset = _count_param(body, 'size', 10), _count_param(body, 'from', 0)
+        sort = _sort_spec(body.get('sort'))
         with self.lock:
             self.searches.append(body)
-            indices = self._resolve(expression)
-            if len(indices) > 1:
-                indices = [merge_indices(expression, indices)]
+            parts = self._resolve(expression)
+            indices = [merge_indices(expression, parts)] if len(parts) > 1 else parts
             now_ms = time.time() * 1000.0
             total = 0
             merged_aggs = None
+            hits = []
             for index in indices:
                 searcher = Searcher(index, now_ms)
                 rows = searcher.match(body.get('query', {'match_all': {}}), range(index.size))
                 total += len(rows)
                 if not count_only and (body.get('aggs') or body.get('aggregations')):
                     merged_aggs = searcher.aggregate(body.get('aggs') or body.get('aggregations'), rows)
+                if not count_only and size > 0:
+                    hits = _hits(parts, index, list(rows), sort, offset, size)
         if count_only:
             return 200, {'count': total, '_shards': {'total': 1, 'successful': 1, 'skipped': 0, 'failed': 0}}
         took = int((time.monotonic() - started) * 1000)
+        max_score = None if sort or not hits else 1.0
         response = {'took': took, 'timed_out': False, '_shards': {'total': 1, 'successful': 1, 'skipped': 0, 'failed': 0},
-                    'hits': {'total': {'value': total, 'relation': 'eq'}, 'max_score': None, 'hits': []}}
+                    'hits': {'total': {'value': total, 'relation': 'eq'}, 'max_score': max_score, 'hits': hits}}
         if body.get('aggs') or body.get('aggregations'):
             response['aggregations'] = merged_aggs if merged_aggs is not None else _empty_aggs(body.get('aggs') or body.get('aggregations'))
         return 200, response
+
+
+def _count_param(body, name, default):
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise EsError(400, 'illegal_argument_exception', '[%s] parameter cannot be negative or non-integer, found [%s]' % (name, value))
+    return value
+
+
+def _sort_spec(sort):
+    """(field, descending) from the one-field sort forms, or None."""
+    if sort is None:
+        return None
+    items = sort if isinstance(sort, list) else [sort]
+    if len(items) != 1:
+        raise EsError(400, 'illegal_argument_exception', 'the double sorts on exactly one field, got %s' % json.dumps(sort))
+    item = items[0]
+    order = 'asc'
+    if isinstance(item, str):
+        field = item
+    elif isinstance(item, dict) and len(item) == 1:
+        field, spec = next(iter(item.items()))
+        if isinstance(spec, str):
+            order = spec
+        elif isinstance(spec, dict) and not set(spec) - {'order', 'unmapped_type'}:
+            order = spec.get('order', 'asc')
+        else:
+            raise EsError(400, 'parsing_exception', 'the double supports only order and unmapped_type in a sort on [%s]' % field)
+    else:
+        raise EsError(400, 'parsing_exception', 'malformed sort %s' % json.dumps(sort))
+    if order not in ('asc', 'desc'):
+        raise EsError(400, 'parsing_exception', 'Unknown sort order [%s], valid orders are [asc, desc]' % order)
+    return field, order == 'desc'
+
+
+def _sort_value(value, descending):
+    """A comparable key, or None for a missing value (sorted last either way)."""
+    if value.__class__ is list:
+        present = [v for v in value if v is not None]
+        if not present:
+            return None
+        keys = [_sort_value(v, descending) for v in present]
+        return max(keys) if descending else min(keys)
+    if value is _MISSING or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return (0, value)
+    return (1, str(value))
+
+
+def _hits(parts, index, rows, sort, offset, size):
+    """The page of hits; ``index`` may be the merged view over ``parts``."""
+    keys = {}
+    if sort:
+        field, descending = sort
+        column = index.column(field)
+        if column is not None:
+            keys = {r: _sort_value(column[r], descending) for r in rows}
+            present = sorted((r for r in rows if keys[r] is not None), key=keys.__getitem__, reverse=descending)
+            rows = present + [r for r in rows if keys[r] is None]
+    starts, first = [], 0
+    for part in parts:
+        starts.append(first)
+        first += part.size
+    hits = []
+    for row in rows[offset:offset + size]:
+        number = bisect.bisect_right(starts, row) - 1
+        part, local = parts[number], row - starts[number]
+        hit = {'_index': part.name, '_id': part.doc_id(local), '_score': None if sort else 1.0, '_source': part.source(local)}
+        if sort:
+            key = keys.get(row)
+            hit['sort'] = [None if key is None else (int(key[1]) if isinstance(key[1], float) and key[1].is_integer() else key[1])]
+        hits.append(hit)
+    return hits
 
 
 def flatten_mapping(props, prefix=''):

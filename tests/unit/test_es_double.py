@@ -173,3 +173,76 @@ def test_date_math():
     assert parse_date('now+1h', now) == now + 3600000
     assert parse_date('now/d', now) == parse_date('2026-05-01T00:00:00Z')
     assert parse_date(1714564800000) == 1714564800000.0
+
+
+def events():
+    return [
+        {'@timestamp': '2026-05-01T12:00:02.000Z', 'app': 'a', 'n': 2, 'data': {'fallbacks': {'web-01.example.com': '3456'}}},
+        {'@timestamp': '2026-05-01T12:00:01.000Z', 'app': 'a', 'n': 1, 'data': {'host': {'name': 'x'}, 'tags': ['p', 'q'], 'none': None}},
+        {'@timestamp': '2026-05-01T12:00:03+00:00', 'app': 'a', 'n': 3, 'empty': {}},
+        {'app': 'a', 'n': 0},
+        {'@timestamp': 1777636804000, 'app': 'b', 'n': 4},
+    ]
+
+
+def test_hits_honour_size_and_default_to_ten(double):
+    double.index_docs('many', [{'i': i} for i in range(25)])
+    assert len(search(double, {}, index='many')['hits']['hits']) == 10
+    assert [h['_source']['i'] for h in search(double, {'size': 3, 'from': 4}, index='many')['hits']['hits']] == [4, 5, 6]
+    result = search(double, {'size': 0}, index='many')['hits']
+    assert result['hits'] == [] and result['total'] == {'value': 25, 'relation': 'eq'}
+    status, body = call(double, 'POST', '/many/_search', {'size': -1})
+    assert status == 400 and body['error']['type'] == 'illegal_argument_exception'
+
+
+@pytest.mark.parametrize('sort, expected', [
+    ([{'@timestamp': {'order': 'desc', 'unmapped_type': 'date'}}], [3, 2, 1, 0]),
+    ({'@timestamp': 'asc'}, [1, 2, 3, 0]),
+    ('@timestamp', [1, 2, 3, 0]),
+    ([{'n': 'desc'}], [3, 2, 1, 0]),
+    ([{'nothing': 'desc'}], [2, 1, 3, 0]),  # no such field: index order
+])
+def test_sort_on_one_field_missing_last(double, sort, expected):
+    double.index_docs('ev', events())
+    body = {'query': {'term': {'app': 'a'}}, 'sort': sort, 'size': 10}
+    assert [h['_source']['n'] for h in search(double, body, index='ev')['hits']['hits']] == expected
+
+
+def test_sort_errors_are_es_errors(double):
+    double.index_docs('ev', events())
+    for sort in ([{'n': 'asc'}, {'app': 'asc'}], [{'n': 'up'}], [{'n': {'order': 'asc', 'mode': 'max'}}]):
+        status, body = call(double, 'POST', '/ev/_search', {'sort': sort})
+        assert status == 400, sort
+        assert body['error']['type'] in ('parsing_exception', 'illegal_argument_exception')
+
+
+def test_source_comes_back_as_written_with_index_and_id(double):
+    written = events()
+    double.index_docs('ev-a', written[:3])
+    double.index_docs('ev-b', written[3:])
+    assert call(double, 'PUT', '/ev-b/_create/kept', {'@timestamp': '2026-05-01T12:00:09.500Z', 'app': 'c', 'n': 9})[0] == 201
+    hits = search(double, {'size': 10, 'sort': [{'n': 'asc'}]}, index='ev-*')['hits']['hits']
+    by_n = {h['_source']['n']: h for h in hits}
+    for doc in written + [{'@timestamp': '2026-05-01T12:00:09.500Z', 'app': 'c', 'n': 9}]:
+        assert by_n[doc['n']]['_source'] == doc
+    assert [(h['_index'], h['_id']) for h in hits] == [('ev-b', 'seeded-0'), ('ev-a', 'seeded-1'), ('ev-a', 'seeded-0'),
+                                                       ('ev-a', 'seeded-2'), ('ev-b', 'seeded-1'), ('ev-b', 'kept')]
+    assert [h['sort'] for h in hits] == [[0], [1], [2], [3], [4], [9]]
+    assert call(double, 'GET', '/ev-b/_doc/kept')[1]['_source']['app'] == 'c'
+
+
+def test_rewriting_an_id_replaces_the_whole_document(double):
+    assert call(double, 'PUT', '/ev/_doc/one', {'app': 'a', 'old': {'x': 1}, 'n': 1})[0] == 201
+    assert call(double, 'PUT', '/ev/_doc/one', {'app': 'a', 'n': 2})[0] == 200
+    hits = search(double, {}, index='ev')['hits']['hits']
+    assert [h['_source'] for h in hits] == [{'app': 'a', 'n': 2}]
+
+
+def test_official_client_reads_hits():
+    with EsDouble('es9') as running:
+        running.index_docs('ev', events())
+        client = elasticsearch.Elasticsearch(running.url)
+        query = {'bool': {'filter': [{'term': {'app': 'a'}}]}}
+        response = client.search(index='ev', query=query, sort=[{'@timestamp': {'order': 'desc'}}], size=2)
+        assert [h['_source']['n'] for h in response['hits']['hits']] == [3, 2]
+        assert response['hits']['total']['value'] == 4
