@@ -54,7 +54,7 @@ def deploy(version, build_args, tmp):
 def show(title, rc, customers, report):
     print('\n%s: ansible-playbook exit code %d, result %s' % (title, rc, report.get('result')))
     for host, entry in sorted(report.get('hosts', {}).items()):
-        reason = '(%s)' % entry['reason'][:90] if entry.get('reason') else ''
+        reason = '(%s)' % ' '.join(entry['reason'].split())[:110] if entry.get('reason') else ''
         print('  %-6s %-12s %s %s' % (host, entry.get('outcome'), entry.get('site', ''), reason))
     print('  customers: %d requests, %d failed, p50 %s ms, p99 %s ms, longest failure %.1f s'
           % (customers['requests'], customers['failures'], customers['p50_ms'], customers['p99_ms'], customers['longest_failure_s']))
