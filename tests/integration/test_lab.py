@@ -112,23 +112,27 @@ def test_data_plane_never_routes_to_a_draining_or_unhealthy_target(lab):
 
 
 def test_slow_start_of_the_target_group_ramps_a_new_targets_share(lab):
+    ramp = 4.0
     client = lab.alb.client('elbv2')
-    client.modify_target_group_attributes(TargetGroupArn=lab.group_arn, Attributes=[{'Key': 'slow_start.duration_seconds', 'Value': '600'}])
+    client.modify_target_group_attributes(TargetGroupArn=lab.group_arn, Attributes=[{'Key': 'slow_start.duration_seconds', 'Value': '4'}])
     web1 = lab.hosts['web1']['instance_id']
+
+    def weights():
+        routable = lab.routable()
+        return dict(zip([t[0] for t in routable], lab.plane.weights(routable), strict=True))
+
     try:
         client.deregister_targets(TargetGroupArn=lab.group_arn, Targets=[{'Id': web1}])
         assert wait_until(lambda: target_state(lab, 'web1') is None, 5)
+        # The others have been healthy for a whole ramp: full weight.
+        assert wait_until(lambda: set(weights().values()) == {1.0}, 2 * ramp)
         client.register_targets(TargetGroupArn=lab.group_arn, Targets=[{'Id': web1}])
         assert wait_until(lambda: target_state(lab, 'web1') == 'healthy', 5)
-        marked = len(lab.plane.access_log)
-        for _i in range(60):
-            get(lab.plane.running.host, lab.plane.running.port, lab.ca.ca_path)
-        share = sum(1 for e in lab.plane.access_log[marked:] if e['target'] == web1) / 60
+        early = weights()
+        assert early.pop(web1) < 0.5 and set(early.values()) == {1.0}
+        assert wait_until(lambda: weights().get(web1) == 1.0, 2 * ramp)
     finally:
         client.modify_target_group_attributes(TargetGroupArn=lab.group_arn, Attributes=[{'Key': 'slow_start.duration_seconds', 'Value': '0'}])
-    # Full weight would be a third; within the first seconds of a 600 s ramp it is a small fraction.
-    assert share < 0.15
-    assert lab.plane.slow_start_s == 600.0
 
 
 def test_two_sites_cannot_hold_one_hosts_443(lab):

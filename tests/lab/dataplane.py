@@ -41,17 +41,15 @@ class DataPlane:
         self.running = start(self._handler(), host=host, port=port, tls_context=tls_context)
         self.url = 'https://%s:%d' % (self.running.host, self.running.port)
 
-    def _pick(self):
-        """Round robin; with slow start, weighted by how long each target has
-        been routable (a route entry may carry that time as a 4th item)."""
-        targets = list(self.route())
-        now = time.monotonic()
+    def weights(self, targets, now=None):
+        """Each routable target's share weight: 1, or with slow start the
+        fraction of the ramp since it became routable (a route entry may carry
+        that time as a 4th item), never below 2 %."""
+        now = time.monotonic() if now is None else now
         current = {t[0] for t in targets}
         for target_id in list(self._since):
             if target_id not in current:
                 del self._since[target_id]
-        if not targets:
-            return None
         weights = []
         for target in targets:
             since = target[3] if len(target) > 3 else self._since.setdefault(target[0], now)
@@ -59,6 +57,14 @@ class DataPlane:
                 weights.append(max(0.02, min(1.0, (now - since) / self.slow_start_s)))
             else:
                 weights.append(1.0)
+        return weights
+
+    def _pick(self):
+        """Round robin; weighted while slow start ramps a target up."""
+        targets = list(self.route())
+        if not targets:
+            return None
+        weights = self.weights(targets)
         if len(set(weights)) == 1:
             return targets[next(self._counter) % len(targets)][:3]
         return self._rng.choices(targets, weights=weights)[0][:3]
