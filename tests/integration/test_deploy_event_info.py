@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 
 import pytest
 
 from doubles.es_double import EsDouble
 from support.ansible_runner import BIN, ansible_env, run_module
+from support.servers import dead_url
 
 MARKER = 'SU5GTy1LRVktTUFSS0VSLTEyMw=='
 APP = 'app.example.com'
@@ -71,13 +71,6 @@ def test_nothing_matching_is_an_empty_list_not_an_error(double):
         assert run.result['changed'] is False
         assert run.result['events'] == []
 
-
-def dead_url():
-    sock = socket.socket()
-    sock.bind(('127.0.0.1', 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return 'http://127.0.0.1:%d' % port
 
 
 def test_elasticsearch_unreachable_is_a_clear_failure():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import socket
 import ssl
 import threading
 
@@ -65,3 +66,12 @@ def serving(handler, **kwargs):
         yield running
     finally:
         running.stop()
+
+
+def dead_url(scheme='http'):
+    """A loopback URL nothing listens on (a port just freed): connection refused."""
+    sock = socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return '%s://127.0.0.1:%d' % (scheme, port)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import elasticsearch
 import pytest
 
@@ -12,7 +10,7 @@ from ansible_collections.immune.canary.plugins.module_utils._deploy_event import
 from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import EsClient
 from ansible_collections.immune.canary.plugins.module_utils._gate import selection_filter
 from doubles.es_double import EsDouble
-from support.servers import server_tls_context
+from support.servers import dead_url, server_tls_context
 from support.tls import TestCA
 
 MARKER = 'c2VjcmV0LWFwaS1rZXktTUFSS0VSLTQyMQ=='
@@ -36,13 +34,6 @@ def client_for(double, **params):
     base.update(params)
     return EsClient(base)
 
-
-def dead_url():
-    sock = socket.socket()
-    sock.bind(('127.0.0.1', 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return 'http://127.0.0.1:%d' % port
 
 
 EXPECTED_MEDIA = {
