@@ -72,7 +72,6 @@ def test_nothing_matching_is_an_empty_list_not_an_error(double):
         assert run.result['events'] == []
 
 
-
 def test_elasticsearch_unreachable_is_a_clear_failure():
     run = run_module('deploy_event_info', dict(es_hosts=[dead_url()], es_api_key=MARKER, es_max_retries=1, es_request_timeout=2, app=APP))
     assert run.failed

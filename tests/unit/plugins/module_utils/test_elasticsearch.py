@@ -35,7 +35,6 @@ def client_for(double, **params):
     return EsClient(base)
 
 
-
 EXPECTED_MEDIA = {
     'es7': 'application/json',
     'es8': 'application/vnd.elasticsearch+json; compatible-with=8',
