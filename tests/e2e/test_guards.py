@@ -59,3 +59,28 @@ def test_bad_input_is_refused_before_any_host_is_touched(lab2, tmp_path, bad, me
     assert run.rc != 0
     assert message in run.stdout
     assert {h: applied_scripts(lab, h) for h in lab.hosts} == before
+
+
+def test_stop_after_first_then_continue_reverts_the_first_host_on_failure(tmp_path):
+    """The AWX form of a human approval: run 1 stops after the first batch;
+    run 2 continues with rollout_allow_mixed. When run 2 fails, the host of
+    run 1 is reverted too."""
+    lab = start_lab(tmp_path / 'lab', 3, '127.0.23', region='us-east-1')
+    try:
+        scenario = Scenario(lab, tmp_path)
+        release = scenario.release(2, host_latency_ms={'web2': 400})
+        first = scenario.play('deploy.yml', dict(release, rollout_stop_after_first=True))
+        assert first.rc == 0, first.stdout[-3000:]
+        assert first.report['result'] == 'stopped_after_first'
+        assert outcomes(first) == {'web1': 'promoted', 'web2': 'untouched', 'web3': 'untouched'}
+        assert {h: s['running'] for h, s in lab.state()['hosts'].items()} == {
+            'web1': [SITE % 2], 'web2': [SITE % 1], 'web3': [SITE % 1]}
+        refused = scenario.play('deploy.yml', release, rps=0)
+        assert refused.rc != 0 and 'The hosts run different sites' in refused.stdout
+        second = scenario.play('deploy.yml', dict(release, rollout_allow_mixed=True))
+        assert second.rc != 0
+        assert outcomes(second) == {'web1': 'reconciled', 'web2': 'reverted', 'web3': 'untouched'}
+        assert second.customers['failures'] == 0, second.customers
+        assert_fleet_converged(lab, SITE % 1)
+    finally:
+        lab.stop()
