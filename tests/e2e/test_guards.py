@@ -3,9 +3,17 @@ handled before or around any change. Each test has a lab of its own size."""
 
 from __future__ import annotations
 
+import json
+import os
+import pty
+import select
+import subprocess
+import time
+
 import pytest
 
-from support.e2e import Scenario, applied_scripts, assert_fleet_converged, outcomes, start_lab
+from support.ansible_runner import BIN, ansible_env
+from support.e2e import FAST, PLAYBOOKS, Scenario, applied_scripts, assert_fleet_converged, outcomes, start_lab
 
 SITE = 'app.example.com-%s'
 
@@ -84,3 +92,51 @@ def test_stop_after_first_then_continue_reverts_the_first_host_on_failure(tmp_pa
         assert_fleet_converged(lab, SITE % 1)
     finally:
         lab.stop()
+
+
+def test_pause_after_first_waits_at_the_prompt_on_a_terminal(tmp_path):
+    lab = start_lab(tmp_path / 'lab', 2, '127.0.24', region='us-west-2')
+    master, slave = pty.openpty()
+    try:
+        scenario = Scenario(lab, tmp_path)
+        variables = tmp_path / 'pause.json'
+        variables.write_text(json.dumps(dict(FAST, rollout_pause_after_first=True, **scenario.release(2))), encoding='utf-8')
+        env = ansible_env({'ANSIBLE_NOCOLOR': '1'})
+        # setsid --ctty: a session of its own whose controlling terminal is the pty, as in a shell.
+        proc = subprocess.Popen(['setsid', '--ctty', '--wait', str(BIN / 'ansible-playbook'), str(PLAYBOOKS / 'deploy.yml'),
+                                 '-i', str(lab.inventory_path), '-e', '@%s' % lab.vars_path, '-e', '@%s' % variables],
+                                stdin=slave, stdout=slave, stderr=slave, env=env)
+        output = read_until(master, b'Press Enter to continue', proc, 300)
+        # At the prompt the first host is promoted and the second untouched.
+        assert {h: s['running'] for h, s in lab.state()['hosts'].items()} == {'web1': [SITE % 2], 'web2': [SITE % 1]}
+        time.sleep(1)
+        assert proc.poll() is None  # it waits
+        os.write(master, b'\r')
+        output += read_until(master, None, proc, 300)
+        assert proc.wait(30) == 0, output.decode(errors='replace')[-3000:]
+        assert_fleet_converged(lab, SITE % 2)
+    finally:
+        os.close(master)
+        os.close(slave)
+        lab.stop()
+
+
+def read_until(fd, marker, proc, timeout):
+    """Read a terminal until marker shows (or, without one, until the process ends)."""
+    seen = b''
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _w, _x = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b''
+            seen += chunk
+            if marker is not None and marker in seen:
+                return seen
+        elif proc.poll() is not None and marker is None:
+            return seen
+        if proc.poll() is not None and not ready and marker is not None:
+            raise AssertionError('ansible-playbook ended before %r:\n%s' % (marker, seen.decode(errors='replace')[-3000:]))
+    raise AssertionError('timed out waiting for %r:\n%s' % (marker, seen.decode(errors='replace')[-3000:]))
