@@ -19,7 +19,7 @@ import pytest
 import winrm
 
 from lab.dataplane import PinnedHTTPSConnection
-from lab.fleet import GROUP, PUBLIC_NAME, Lab
+from lab.fleet import GROUP, PUBLIC_NAME, Lab, host_address, loopback_network
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,7 +68,7 @@ def test_up_brings_every_host_to_version_1_registered_and_healthy(lab):
         assert host['target_state'] == {GROUP: 'healthy'} and host['routed']
     inventory = json.loads(Path(lab.inventory_path).read_text())
     web1 = inventory['all']['children']['web']['hosts']['web1']
-    assert web1['ansible_host'] == '127.0.12.11' and web1['instance_id'] == lab.hosts['web1']['instance_id']
+    assert web1['ansible_host'] == host_address(0, lab.network) and web1['instance_id'] == lab.hosts['web1']['instance_id']
     assert get(lab.plane.running.host, lab.plane.running.port, lab.ca.ca_path) == (200, '1')
 
 
@@ -143,7 +143,7 @@ def test_two_sites_cannot_hold_one_hosts_443(lab):
     try:
         assert result['failed'] and result['conflict_site'] == 'app.example.com-1'
         assert ('web1', 'app.example.com-9') not in lab.sites
-        assert get('127.0.12.11', 443, lab.ca.ca_path) == (200, '1')
+        assert get(host_address(0, lab.network), 443, lab.ca.ca_path) == (200, '1')
     finally:
         sim.run_site_swap({'operation': 'apply', 'actions': [{'op': 'remove_site', 'name': 'app.example.com-9'},
                                                              {'op': 'remove_pool', 'name': 'app.example.com-9'}]})
@@ -158,7 +158,7 @@ def pings_logged(lab):
 
 def test_app_requests_are_logged_to_elasticsearch(lab):
     before = pings_logged(lab)
-    get('127.0.12.12', 443, lab.ca.ca_path, '/api/ping')
+    get(host_address(1, lab.network), 443, lab.ca.ca_path, '/api/ping')
     assert pings_logged(lab) == before + 1
 
 
@@ -200,10 +200,10 @@ def test_faults_switch_on_and_off(lab):
 
     lab.fault('site-crash', host='web2')
     try:
-        assert get('127.0.12.12', 443, lab.ca.ca_path)[0] == 503
+        assert get(host_address(1, lab.network), 443, lab.ca.ca_path)[0] == 503
     finally:
         lab.fault('site-crash', host='web2', off=True)
-    assert get('127.0.12.12', 443, lab.ca.ca_path)[0] == 200
+    assert get(host_address(1, lab.network), 443, lab.ca.ca_path)[0] == 200
     assert lab.state()['faults'] == []
 
 
@@ -220,6 +220,9 @@ def listening(address, port):
         return sock.connect_ex((address, port)) == 0
 
 
+LABCTL_NET = loopback_network('127.0.13')
+
+
 def test_labctl_up_and_down_leave_no_process_or_port_behind(tmp_path):
     labctl = [str(ROOT / 'tests' / 'lab' / 'labctl')]
     env = dict(os.environ)
@@ -228,7 +231,7 @@ def test_labctl_up_and_down_leave_no_process_or_port_behind(tmp_path):
     info = json.loads(up.stdout)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        assert listening('127.0.13.11', 443) and listening('127.0.13.12', 5986)
+        assert listening(host_address(0, LABCTL_NET), 443) and listening(host_address(1, LABCTL_NET), 5986)
         state = json.loads(subprocess.run(labctl + ['state', '--dir', str(tmp_path)], capture_output=True, text=True, timeout=60,
                                           check=True).stdout)
         assert sorted(state['hosts']) == ['web1', 'web2']
@@ -242,5 +245,5 @@ def test_labctl_up_and_down_leave_no_process_or_port_behind(tmp_path):
         os.kill(info['pid'], 0)
     control_port = int(info['control_url'].rsplit(':', 1)[1])
     alb_port = int(info['alb_url'].rsplit(':', 1)[1])
-    assert not any([listening('127.0.13.11', 443), listening('127.0.13.12', 5986), listening('127.0.0.1', control_port),
+    assert not any([listening(host_address(0, LABCTL_NET), 443), listening(host_address(1, LABCTL_NET), 5986), listening('127.0.0.1', control_port),
                     listening('127.0.0.1', alb_port)])

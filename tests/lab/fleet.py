@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import http.client
 import json
+import os
 import ssl
 import threading
 import time
@@ -50,6 +51,19 @@ LOG_INDEX_PREFIX = 'iis-logs-'
 WINRM_PORT = 5986
 SITE_PORT = 443
 LAB_PASSWORD = 'lab-Winrm-Pa55'  # a lab-only credential for the WinRM double
+
+
+def loopback_network(network):
+    """``network`` moved to ``127.<CANARY_LAB_OCTET>.x`` when that is set, so
+    several checkouts can run their labs on one machine without sharing
+    addresses (every lab host binds ``<address>:443``)."""
+    octet = os.environ.get('CANARY_LAB_OCTET')
+    if not octet:
+        return network
+    if not octet.isdigit() or not 0 <= int(octet) <= 255:
+        raise ValueError('CANARY_LAB_OCTET must be 0-255; got %r' % (octet,))
+    parts = network.split('.')
+    return '.'.join([parts[0], octet] + parts[2:])
 
 
 def host_address(index, network='127.0.10'):
@@ -164,7 +178,7 @@ class Lab:
         if not network.startswith('127.') or network.count('.') != 2:
             raise ValueError('network must be three octets inside 127.0.0.0/8, e.g. 127.0.10; got %r' % (network,))
         self.dir = Path(directory)
-        self.network = network
+        self.network = loopback_network(network)
         # Labs in one process need regions of their own (moto's state is global).
         self.region = region
         self.dir.mkdir(parents=True, exist_ok=True)
