@@ -44,7 +44,9 @@ unit: build
 integration: build
 	$(BIN)/pytest -q -n 2 --dist loadfile tests/integration
 
+# bench_release.py draws charts with matplotlib (requirements-bench.txt).
 bench: build
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install --disable-pip-version-check -q -r requirements-bench.txt
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
