@@ -46,7 +46,7 @@ SITE = APP + '-%s'
 
 # The lab as the bench runs it: slower than the tests' FAST values so that
 # the physical waits have a realistic shape (AWS and IIS are slower still).
-LAB = dict(hosts=4, drain_seconds=5.0, cold_start_s=5.0, health_interval=1.0)
+LAB = dict(hosts=4, drain_seconds=5.0, cold_start_s=5.0, health_interval=5.0)
 RPS = 20.0
 BAKE = dict(full=20, quick=8)
 INTERVAL = 3.0
@@ -481,7 +481,7 @@ def main(argv=None):
             finally:
                 lab.stop()
         if 'reconciles' in parts:
-            size = 6 if args.quick else 20
+            size = int(os.environ.get('BENCH_RECONCILE_HOSTS') or (6 if args.quick else 20))
             print('== lab of %d hosts: reconcile' % size, flush=True)
             # Seeded with a short cold start (the lab warms its hosts one by
             # one); the fallback then gets the bench's cold start back.
