@@ -229,12 +229,11 @@ def chart(run, name, title, marks=()):
     path.parent.mkdir(parents=True, exist_ok=True)
     spans = rr.phases(run['records'])
     rr.chart(str(path), title, run['customers'], spans, run['wall0'], run['end'], marks=marks)
-    return str(path.relative_to(ROOT))
+    return path.name
 
 
-def rollouts(bench, runs, steady_s):
+def rollouts(bench, runs, steady_s, out, saved):
     """Good rollout then naive in-place deploy, per run."""
-    out = []
     for index in range(runs):
         good_vars = dict(ROLLOUT, rollout_bake_seconds=bench.bake, **bench.release())
         good = bench.play(PLAYBOOKS / 'deploy.yml', good_vars, steady_s)
@@ -252,11 +251,10 @@ def rollouts(bench, runs, steady_s):
             index + 1, entry['good']['impact']['during']['failed'], entry['good']['impact']['during']['p99_ms'],
             entry['good']['impact']['steady']['p99_ms'], entry['naive']['impact']['during']['failed'],
             entry['naive']['impact']['during']['longest_failure_s']), flush=True)
-    return out
+        saved()
 
 
-def detections(bench, runs, steady_s):
-    out = []
+def detections(bench, runs, steady_s, out, saved):
     kinds = (('errors', dict(error_rate=0.2)), ('latency', dict(latency_ms=BASE_LATENCY_MS * 3)))
     for index in range(runs):
         for kind, behaviour in kinds:
@@ -276,7 +274,7 @@ def detections(bench, runs, steady_s):
             out.append(found)
             print('  detection run %d (%s): verdict after %s s (samples at %s s), revert %s' % (
                 index + 1, kind, found.get('detect_s'), found.get('samples_s'), (found.get('revert') or {}).get('total_s')), flush=True)
-    return out
+            saved()
 
 
 def put_on(lab, name, site, build):
@@ -306,7 +304,7 @@ def wait_healthy(lab, timeout=60):
     raise RuntimeError('lab hosts did not become healthy in %d s' % timeout)
 
 
-def reconciles(lab, tmp, runs, quick):
+def reconciles(lab, tmp, runs, quick, out, saved):
     """N hosts on the new version (put there directly), a canary that fails
     its download: the reconcile play reverts them all. N = 1 and all but one."""
     bench = Bench(lab, tmp, quick, 'reconcile')
@@ -315,7 +313,6 @@ def reconciles(lab, tmp, runs, quick):
     hosts = sorted(lab.hosts, key=rr._host_key)  # pylint: disable=protected-access
     forks = [('20', runs)] if quick else [('20', runs), ('5', 1)]
     plan = [(1, '20', runs)] + [(len(hosts) - 1, f, n) for f, n in forks]
-    out = []
     for count, fork_count, repeat in plan:
         for index in range(repeat):
             threads = [threading.Thread(target=put_on, args=(lab, name, site, new)) for name in hosts[1:1 + count]]
@@ -336,8 +333,8 @@ def reconciles(lab, tmp, runs, quick):
             out.append(found)
             print('  reconcile %d host(s) forks %s run %d: %s s (converged %s)' % (count, fork_count, index + 1, found.get('seconds'),
                                                                                    found['converged']), flush=True)
+            saved()
             wait_healthy(lab)
-    return out
 
 
 def gate_cost():
@@ -445,7 +442,7 @@ def table(data):
             'through the data plane; bake %d s, gate interval %.0f s, min_samples %d. See bench/results/README.md.\n\n'
             % (data['finished_at'], 'quick mode' if data['quick'] else 'full', data['runs'], data['load_start'], data['load_end'], lab['hosts'],
                lab['drain_seconds'], lab['cold_start_s'], lab['health_interval'], RPS, data['bake'], INTERVAL, MIN_SAMPLES))
-    charts = '\nCharts: ' + ', '.join('`%s`' % Path(c).name for c in data['charts']) + ' (in bench/results/charts/).\n'
+    charts = '\nCharts: ' + ', '.join('`%s`' % c for c in data['charts']) + ' (in charts/).\n'
     return head + rr.markdown_table(rows) + charts
 
 
@@ -455,11 +452,31 @@ def _met(summary, limit):
     return summary['median'] <= limit
 
 
+def save(data, final=False):
+    """Write the JSON, the summary and print it: after every part, so that an
+    interrupted run keeps what it measured."""
+    data['finished_at'] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+    data['complete'] = final
+    data['load_end'] = [round(v, 2) for v in os.getloadavg()]
+    data['summary'] = summarise(data)
+    data['charts'] = sorted(p.name for p in (RESULTS / 'charts').glob('*.png'))
+    text = table(data)
+    (RESULTS / 'latest.json').write_text(json.dumps(data, indent=1, default=str) + '\n', encoding='utf-8')
+    (RESULTS / 'summary.md').write_text(text, encoding='utf-8')
+    if final:
+        (RESULTS / ('release-%s.json' % data['started_at'].replace(':', '').replace('-', '').split('+')[0])).write_text(
+            json.dumps(data, indent=1, default=str) + '\n', encoding='utf-8')
+        print(text)
+
+
 def main(argv=None):
+    global RESULTS  # pylint: disable=global-statement
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--quick', action='store_true', help='1 run, short bake, 6-host reconcile')
     parser.add_argument('--only', default='rollouts,detections,reconciles,gate', help='comma-separated parts to run')
+    parser.add_argument('--results', default=str(RESULTS), help='directory for the JSON, summary and charts (default bench/results)')
     args = parser.parse_args(argv)
+    RESULTS = Path(args.results).resolve()
     runs = int(os.environ.get('BENCH_RUNS') or (1 if args.quick else 3))
     parts = set(args.only.split(','))
     steady = 5.0 if args.quick else 12.0
@@ -475,9 +492,9 @@ def main(argv=None):
             try:
                 bench = Bench(lab, tmp, args.quick, 'lab4')
                 if 'rollouts' in parts:
-                    data['rollouts'] = rollouts(bench, runs, steady)
+                    rollouts(bench, runs, steady, data['rollouts'], lambda: save(data))
                 if 'detections' in parts:
-                    data['detections'] = detections(bench, runs, steady)
+                    detections(bench, runs, steady, data['detections'], lambda: save(data))
             finally:
                 lab.stop()
         if 'reconciles' in parts:
@@ -485,28 +502,20 @@ def main(argv=None):
             print('== lab of %d hosts: reconcile' % size, flush=True)
             # Seeded with a short cold start (the lab warms its hosts one by
             # one); the fallback then gets the bench's cold start back.
-            lab = Lab(Path(tmp) / 'lab%d' % size, hosts=size, drain_seconds=LAB['drain_seconds'], cold_start_s=0.3,
-                      health_interval=LAB['health_interval'], network='127.0.81', region='eu-north-1').start()
+            lab = Lab(Path(tmp) / ('lab%d' % size), hosts=size, drain_seconds=LAB['drain_seconds'], cold_start_s=0.3,
+                      health_interval=LAB['health_interval'], network=os.environ.get('BENCH_RECONCILE_NETWORK') or '127.0.81',
+                      region='eu-north-1').start()
             try:
                 for manifest in lab.packages.values():
                     manifest['cold_start_s'] = LAB['cold_start_s']
                 lab.cold_start_s = LAB['cold_start_s']
-                data['reconciles'] = reconciles(lab, tmp, runs, args.quick)
+                reconciles(lab, tmp, runs, args.quick, data['reconciles'], lambda: save(data))
             finally:
                 lab.stop()
     if 'gate' in parts:
         print('== gate cost', flush=True)
         data['gate'] = gate_cost()
-    data['finished_at'] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-    data['load_end'] = [round(v, 2) for v in os.getloadavg()]
-    data['summary'] = summarise(data)
-    data['charts'] = sorted(str(p.relative_to(ROOT)) for p in (RESULTS / 'charts').glob('*.png'))
-    text = table(data)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
-    for name in ('release-%s.json' % stamp, 'latest.json'):
-        (RESULTS / name).write_text(json.dumps(data, indent=1, default=str) + '\n', encoding='utf-8')
-    (RESULTS / 'summary.md').write_text(text, encoding='utf-8')
-    print(text)
+    save(data, final=True)
     return 0
 
 
