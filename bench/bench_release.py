@@ -115,7 +115,7 @@ class Bench:
         finally:
             traffic.stop()
         with traffic._lock:  # pylint: disable=protected-access
-            customers = [(wall0 + offset, ok, latency) for offset, ok, latency, _status in traffic.records]
+            customers = [(wall0 + offset, ok, latency, status) for offset, ok, latency, status in traffic.records]
         access = [(wall_of_iso(e['time']), e['target'], e['status']) for e in self.lab.plane.access_log[log_from:]]
         return dict(rc=run.rc, records=run.records, stdout_tail=run.stdout[-4000:], customers=customers, access=access,
                     wall0=wall0, play_start=play_start, play_end=play_end, end=time.time(),
@@ -355,6 +355,9 @@ def summarise(data):
     s['steady_p99'] = rr.spread([g['impact']['steady']['p99_ms'] for g in good])
     s['p99_ratio'] = rr.spread([g['impact']['p99_ratio'] for g in good])
     s['naive_failed'] = rr.spread([n['impact']['during']['failed'] for n in naive])
+    for key, runs_ in (('good', good), ('naive', naive)):
+        s[key + '_5xx'] = rr.spread([r['impact']['during'].get('http_5xx') for r in runs_])
+        s[key + '_no_answer'] = rr.spread([r['impact']['during'].get('no_answer') for r in runs_])
     s['good_failing'] = rr.spread([g['impact']['during']['failing_seconds'] for g in good])
     s['naive_failing'] = rr.spread([n['impact']['during']['failing_seconds'] for n in naive])
     s['cpu_per_host'] = rr.spread([g['cpu_s'] / LAB['hosts'] for g in good if g['rc'] == 0])
@@ -397,6 +400,9 @@ def table(data):
 
     rows.append(('1. canary rollout, 4 hosts: failed requests', rr.fmt(s['good_failed'], digits=0), '0', _met(s['good_failed'], 0)))
     rows.append(('1. naive in-place deploy, 4 hosts: failed requests', rr.fmt(s['naive_failed'], digits=0), '', None))
+    rows.append(('1. ... of which HTTP 5xx / no answer in 10 s: canary | naive',
+                 '%s / %s | %s / %s' % (rr.fmt(s['good_5xx'], digits=0), rr.fmt(s['good_no_answer'], digits=0),
+                                        rr.fmt(s['naive_5xx'], digits=0), rr.fmt(s['naive_no_answer'], digits=0)), '', None))
     rows.append(('1. longest stretch of failures: canary / naive', '%s / %s' % (rr.fmt(s['good_longest'], ' s'), rr.fmt(s['naive_longest'], ' s')),
                  '', None))
     rows.append(('1. longest run of seconds with a failed request: canary / naive',

@@ -94,10 +94,15 @@ def find(spans, suffix, host=None, after=None):
 
 def window_stats(traffic, start, end):
     """What customers saw from start to end (wall seconds): traffic is a list
-    of (wall start, ok, latency ms)."""
-    inside = sorted(r for r in traffic if start <= r[0] < end)
+    of (wall start, ok, latency ms[, HTTP status, 0 = no answer in time]).
+    ``no_answer`` counts failures where the client gave up (on an overloaded
+    machine, the traffic generator's own timeout); ``http_5xx`` the answers
+    of the load balancer or the app."""
+    inside = sorted(r[:3] for r in traffic if start <= r[0] < end)
+    statuses = [r[3] for r in traffic if start <= r[0] < end and len(r) > 3 and not r[1]]
     latencies = [r[2] for r in inside]
     return dict(requests=len(inside), failed=sum(1 for r in inside if not r[1]),
+                no_answer=sum(1 for status in statuses if status == 0), http_5xx=sum(1 for status in statuses if status >= 500),
                 p50_ms=_round(percentile(latencies, 50)), p99_ms=_round(percentile(latencies, 99)),
                 longest_failure_s=longest_failure(inside), failing_seconds=failing_stretch(inside, start), seconds=round(end - start, 3))
 
@@ -107,7 +112,7 @@ def failing_stretch(records, t0):
     request failed: with round robin over several hosts, failures of one host
     interleave with successes of the others, so ``longest_failure`` alone
     misses a host that fails every request sent to it for half a minute."""
-    failing = sorted({int(start - t0) for start, ok, _latency in records if not ok})
+    failing = sorted({int(r[0] - t0) for r in records if not r[1]})
     longest, run, previous = 0, 0, None
     for second in failing:
         run = run + 1 if previous is not None and second == previous + 1 else 1
@@ -133,7 +138,7 @@ def longest_failure(records):
 def per_second(traffic, t0, t1):
     """Per whole second from t0: ok, failed, p50 and p99 latency."""
     buckets = {}
-    for start, ok, latency in traffic:
+    for start, ok, latency, *_status in traffic:
         if t0 <= start < t1:
             bucket = buckets.setdefault(int(start - t0), dict(ok=0, failed=0, lat=[]))
             bucket['ok' if ok else 'failed'] += 1

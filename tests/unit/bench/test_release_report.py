@@ -69,6 +69,12 @@ def test_window_stats_counts_failures_the_longest_run_and_percentiles_inside_the
     assert stats['failing_seconds'] == 1  # seconds 1 and 3 had failures, 2 did not
 
 
+def test_window_stats_tells_no_answer_from_http_errors():
+    traffic = [(0.0, True, 10.0, 200), (1.0, False, 10000.0, 0), (1.5, False, 5.0, 502), (2.0, False, 5.0, 500), (9.0, False, 1.0, 0)]
+    stats = rr.window_stats(traffic, 0.0, 5.0)
+    assert (stats['failed'], stats['no_answer'], stats['http_5xx']) == (3, 1, 2)
+
+
 @pytest.mark.parametrize('failed_at, expected', [
     ([], 0),
     ([0.5], 1),
