@@ -312,11 +312,44 @@ class EsClient:
                                       headers=self._headers(), ok=(200, 404))
         return status == 200
 
+    def get_document(self, index, doc_id, what='document'):
+        """``GET /<index>/_doc/<id>``: (source, seq_no, primary_term), or None when it (or the index) does not exist."""
+        status, body = self._request('read %s %s from index %s' % (what, doc_id, index), 'GET', _doc_path(index, '_doc', doc_id),
+                                     headers=self._headers(), ok=(200, 404))
+        if status == 404 or not isinstance(body, dict) or not body.get('found', True):
+            return None
+        return body.get('_source'), body.get('_seq_no'), body.get('_primary_term')
+
+    def put_document(self, index, doc_id, document, create=False, if_seq_no=None, if_primary_term=None, what='document'):
+        """Create (``create=True``) or overwrite, optionally only if the document is still at (seq_no, primary_term).
+
+        Returns True when written, False on a version conflict (the id exists, or someone wrote it since).
+        """
+        path = _doc_path(index, '_create' if create else '_doc', doc_id)
+        if if_seq_no is not None:
+            path += '?if_seq_no=%d&if_primary_term=%d' % (int(if_seq_no), int(if_primary_term))
+        status, _body = self._request('write %s %s to index %s' % (what, doc_id, index), 'PUT', path, body=document,
+                                      headers=self._headers(), ok=(200, 201, 409))
+        return status != 409
+
+    def delete_document(self, index, doc_id, if_seq_no=None, if_primary_term=None, what='document'):
+        """Returns ``deleted``, ``not_found`` or ``conflict`` (someone wrote it since)."""
+        path = _doc_path(index, '_doc', doc_id)
+        if if_seq_no is not None:
+            path += '?if_seq_no=%d&if_primary_term=%d' % (int(if_seq_no), int(if_primary_term))
+        status, _body = self._request('delete %s %s from index %s' % (what, doc_id, index), 'DELETE', path,
+                                      headers=self._headers(), ok=(200, 404, 409))
+        return {200: 'deleted', 404: 'not_found'}.get(status, 'conflict')
+
     def close(self):
         try:
             self._transport.close()
         except Exception:  # pylint: disable=broad-except
             pass
+
+
+def _doc_path(index, kind, doc_id):
+    return '/%s/%s/%s' % (quote_index(index), kind, quote(str(doc_id), safe=''))
 
 
 def quote_index(index):
