@@ -94,6 +94,17 @@ def es_module_kwargs():
                 required_if=list(ES_REQUIRED_IF))
 
 
+def validate_connection(params):
+    """The connection options a type check cannot judge; raises CanaryError naming the option."""
+    timeout = params.get('es_request_timeout', 30.0)
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
+        raise CanaryError('Invalid es_request_timeout %r: expected seconds > 0' % (timeout,))
+    retries = params.get('es_max_retries', 3)
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+        raise CanaryError('Invalid es_max_retries %r: expected a whole number >= 0' % (retries,))
+    _node_configs(dict(params, es_api_key=None, es_username=None, es_bearer_token=None))
+
+
 class ServerInfo:
     """What ``GET /`` said: distribution, version and the media type to use."""
 
@@ -183,8 +194,13 @@ def _node_configs(params):
         raise CanaryError('Invalid es_hosts: give at least one URL such as https://es.example.com:9200')
     for host in hosts:
         parts = urlsplit(host if '://' in host else 'http://' + host)
-        if parts.scheme not in ('http', 'https') or not parts.hostname:
-            raise CanaryError('Invalid es_hosts entry %r: expected a URL such as https://es.example.com:9200' % (parts.netloc or host))
+        try:
+            explicit_port = parts.port
+        except ValueError:
+            explicit_port = 0
+        if parts.scheme not in ('http', 'https') or not parts.hostname or explicit_port == 0:
+            raise CanaryError('Invalid es_hosts entry %r: expected a URL such as https://es.example.com:9200 (http or https, a host, '
+                              'a port from 1 to 65535)' % (parts.netloc.rsplit('@', 1)[-1] or host))
         if parts.username or parts.password:
             raise CanaryError('Invalid es_hosts entry for host %r: it must not carry credentials; use es_username/es_password or es_api_key'
                               % parts.hostname)
@@ -228,6 +244,7 @@ class EsClient:
     def __init__(self, params, transport=None):
         if not HAS_ELASTICSEARCH:
             raise CanaryError('Failed to connect to Elasticsearch: the elasticsearch Python package is not installed')
+        validate_connection(params)
         self.warnings = []
         node_class = Urllib3HttpNode
         if params.get('es_aws_sigv4'):

@@ -12,6 +12,7 @@ Knows nothing about Ansible; raises CanaryError.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
 from ansible_collections.immune.canary.plugins.module_utils._iis_scripts import PACKAGE, SITE_SWAP
@@ -369,6 +370,18 @@ class SiteSwap:
         }
 
 
+def _validate_package_url(url):
+    if not isinstance(url, str) or not re.match(r'^https?://[^\s/]+', url):
+        raise CanaryError('Invalid url %r: use an http:// or https:// URL' % (url,))
+    try:
+        parts = urlsplit(url)
+        parts.port  # pylint: disable=pointless-statement  # raises on a port that is not a number from 0 to 65535
+    except ValueError as exc:
+        raise CanaryError('Invalid url %r: %s; use an http:// or https:// URL with a host and a port from 1 to 65535' % (url, exc)) from None
+    if not parts.hostname or parts.port == 0 or any(c.isspace() for c in url):
+        raise CanaryError('Invalid url %r: use an http:// or https:// URL with a host and a port from 1 to 65535' % (url,))
+
+
 def validate_package(params):
     checksum = params.get('checksum')
     if not isinstance(checksum, str) or not CHECKSUM_RE.match(checksum.strip().lower()):
@@ -378,8 +391,8 @@ def validate_package(params):
         raise CanaryError('Invalid dest %r: use an absolute Windows folder path such as D:\\sites\\app.example.com-3457' % (dest,))
     state = params.get('state') or 'present'
     url = params.get('url')
-    if state == 'present' and (not isinstance(url, str) or not re.match(r'^https?://[^\s/]+', url)):
-        raise CanaryError('Invalid url %r: use an http:// or https:// URL' % (url,))
+    if state == 'present':
+        _validate_package_url(url)
     timeout = params.get('timeout', 300)
     if not isinstance(timeout, int) or timeout <= 0:
         raise CanaryError('Invalid timeout %r: use seconds > 0' % (timeout,))
