@@ -44,7 +44,7 @@ def build_event(params, now=utc_now):
     if not isinstance(params.get('app'), str) or not params['app'].strip():
         raise CanaryError('Invalid app %r: expected the non-empty application name, for example app.example.com' % (params.get('app'),))
     duration = params.get('duration')
-    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0 or duration != duration):
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float)) or not duration >= 0):
         raise CanaryError('Invalid duration %r: expected seconds >= 0' % (duration,))
     if params.get('timestamp'):
         try:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from support.ansible_runner import BIN, ansible_env
-from support.e2e import PLAYBOOKS, Scenario, WebhookReceiver, applied_scripts, assert_fleet_converged, running, start_lab
+from support.e2e import PLAYBOOKS, Scenario, WebhookReceiver, applied_scripts, assert_fleet_converged, start_lab
 
 SITE = 'app.example.com-%s'
 APP = 'app.example.com'

@@ -6,11 +6,11 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from test_bad_input import run_main
 
 from ansible_collections.immune.canary.plugins.module_utils._iis_scripts import PACKAGE
 from doubles.es_double import EsDouble, iis_log_docs
 from doubles.winrm_double import WinRMDouble, client_params
-from test_bad_input import run_main
 
 HOSTILE = [
     "it's",
