@@ -118,7 +118,10 @@ def test_no_secret_in_any_output_event_notification_or_lab_record_at_vvvv(lab, t
     secrets = dict(rollout_aws=dict(lab.alb.aws_options, secret_key=MARKERS['aws secret key']),
                    rollout_es_options={'es_api_key': MARKERS['es api key']}, rollout_notify_webhook_url=hook.url)
     try:
-        good = scenario.play('deploy.yml', dict(scenario.release(6), **secrets), args=['-vvvv'])
+        try:
+            good = scenario.play('deploy.yml', dict(scenario.release(6), **secrets), args=['-vvvv'])
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError('the run did not end: %s' % (exc.stdout or '')[-5000:]) from None
         assert good.rc == 0, good.stdout[-3000:]
         bad = scenario.play('deploy.yml', dict(scenario.release(7, error_rate=0.3), **secrets), args=['-vvvv'])
         assert bad.rc != 0 and bad.report['result'] == 'aborted'
