@@ -8,7 +8,7 @@ GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup build test sanity lint ruff unit integration e2e bench demo clean
+.PHONY: setup build test sanity lint ruff unit integration e2e e2e-long bench demo clean
 
 $(VENV)/.done: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ clean:
 
 e2e: build
 	$(BIN)/pytest -q -n 2 --dist loadfile tests/e2e
+
+# Longer end-to-end checks, not part of `make test` (the secrets audit: two rollouts at -vvvv).
+e2e-long: build
+	$(BIN)/pytest -q tests/e2e_long
 
 demo: build
 	$(BIN)/python tests/lab/demo.py

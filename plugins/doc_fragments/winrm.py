@@ -50,7 +50,7 @@ options:
     type: path
   winrm_server_cert_validation:
     description:
-      - Whether the listener's TLS certificate is validated. V(ignore) is for labs only.
+      - Whether the listener's TLS certificate is validated. V(ignore) is for labs only and produces a warning.
     type: str
     choices: [validate, ignore]
     default: validate

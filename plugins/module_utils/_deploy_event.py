@@ -41,6 +41,11 @@ def build_event(params, now=utc_now):
     """(index, document) from the module parameters; validates first."""
     if params.get('phase') not in PHASES:
         raise CanaryError('Invalid phase %r: valid phases are %s' % (params.get('phase'), ', '.join(PHASES)))
+    if not isinstance(params.get('app'), str) or not params['app'].strip():
+        raise CanaryError('Invalid app %r: expected the non-empty application name, for example app.example.com' % (params.get('app'),))
+    duration = params.get('duration')
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float)) or not duration >= 0):
+        raise CanaryError('Invalid duration %r: expected seconds >= 0' % (duration,))
     if params.get('timestamp'):
         try:
             moment = datetime.datetime.fromisoformat(params['timestamp'].strip().replace('Z', '+00:00'))

@@ -86,6 +86,17 @@ def es_module_kwargs():
                 required_if=list(ES_REQUIRED_IF))
 
 
+def validate_connection(params):
+    """The connection options a type check cannot judge; raises CanaryError naming the option."""
+    timeout = params.get('es_request_timeout', 30.0)
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
+        raise CanaryError('Invalid es_request_timeout %r: expected seconds > 0' % (timeout,))
+    retries = params.get('es_max_retries', 3)
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+        raise CanaryError('Invalid es_max_retries %r: expected a whole number >= 0' % (retries,))
+    _node_configs(dict(params, es_api_key=None, es_username=None, es_bearer_token=None))
+
+
 class ServerInfo:
     """What ``GET /`` said: distribution, version and the media type to use."""
 
@@ -180,8 +191,13 @@ def _node_configs(params):
         raise CanaryError('Invalid es_hosts: give at least one URL such as https://es.example.com:9200')
     for host in hosts:
         parts = urlsplit(host if '://' in host else 'http://' + host)
-        if parts.scheme not in ('http', 'https') or not parts.hostname:
-            raise CanaryError('Invalid es_hosts entry %r: expected a URL such as https://es.example.com:9200' % (parts.netloc or host))
+        try:
+            explicit_port = parts.port
+        except ValueError:
+            explicit_port = 0
+        if parts.scheme not in ('http', 'https') or not parts.hostname or explicit_port == 0:
+            raise CanaryError('Invalid es_hosts entry %r: expected a URL such as https://es.example.com:9200 (http or https, a host, '
+                              'a port from 1 to 65535)' % (parts.netloc.rsplit('@', 1)[-1] or host))
         if parts.username or parts.password:
             raise CanaryError('Invalid es_hosts entry for host %r: it must not carry credentials; use es_username/es_password or es_api_key'
                               % parts.hostname)
@@ -225,6 +241,7 @@ class EsClient:
     def __init__(self, params, transport=None):
         if not HAS_ELASTICSEARCH:
             raise CanaryError('Failed to connect to Elasticsearch: the elasticsearch Python package is not installed')
+        validate_connection(params)
         self.warnings = []
         node_class = Urllib3HttpNode
         if params.get('es_aws_sigv4'):
@@ -311,11 +328,44 @@ class EsClient:
                                       headers=self._headers(), ok=(200, 404))
         return status == 200
 
+    def get_document(self, index, doc_id, what='document'):
+        """``GET /<index>/_doc/<id>``: (source, seq_no, primary_term), or None when it (or the index) does not exist."""
+        status, body = self._request('read %s %s from index %s' % (what, doc_id, index), 'GET', _doc_path(index, '_doc', doc_id),
+                                     headers=self._headers(), ok=(200, 404))
+        if status == 404 or not isinstance(body, dict) or not body.get('found', True):
+            return None
+        return body.get('_source'), body.get('_seq_no'), body.get('_primary_term')
+
+    def put_document(self, index, doc_id, document, create=False, if_seq_no=None, if_primary_term=None, what='document'):
+        """Create (``create=True``) or overwrite, optionally only if the document is still at (seq_no, primary_term).
+
+        Returns True when written, False on a version conflict (the id exists, or someone wrote it since).
+        """
+        path = _doc_path(index, '_create' if create else '_doc', doc_id)
+        if if_seq_no is not None:
+            path += '?if_seq_no=%d&if_primary_term=%d' % (int(if_seq_no), int(if_primary_term))
+        status, _body = self._request('write %s %s to index %s' % (what, doc_id, index), 'PUT', path, body=document,
+                                      headers=self._headers(), ok=(200, 201, 409))
+        return status != 409
+
+    def delete_document(self, index, doc_id, if_seq_no=None, if_primary_term=None, what='document'):
+        """Returns ``deleted``, ``not_found`` or ``conflict`` (someone wrote it since)."""
+        path = _doc_path(index, '_doc', doc_id)
+        if if_seq_no is not None:
+            path += '?if_seq_no=%d&if_primary_term=%d' % (int(if_seq_no), int(if_primary_term))
+        status, _body = self._request('delete %s %s from index %s' % (what, doc_id, index), 'DELETE', path,
+                                      headers=self._headers(), ok=(200, 404, 409))
+        return {200: 'deleted', 404: 'not_found'}.get(status, 'conflict')
+
     def close(self):
         try:
             self._transport.close()
         except Exception:  # pylint: disable=broad-except
             pass
+
+
+def _doc_path(index, kind, doc_id):
+    return '/%s/%s/%s' % (quote_index(index), kind, quote(str(doc_id), safe=''))
 
 
 def quote_index(index):

@@ -143,7 +143,10 @@ class ProbeConfig:
         body = params.get('body')
         self.body = None if body is None else str(body).encode('utf-8')
 
-        codes = params.get('status_codes') or [200]
+        codes = params.get('status_codes')
+        codes = [200] if codes is None else codes
+        if not codes:
+            raise CanaryError('Invalid status_codes []: give at least one HTTP status a ready server answers with, such as [200]')
         for code in codes:
             if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
                 raise CanaryError('Invalid status_codes %r: each must be an HTTP status between 100 and 599' % (codes,))

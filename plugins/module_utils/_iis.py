@@ -12,6 +12,7 @@ Knows nothing about Ansible; raises CanaryError.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
 from ansible_collections.immune.canary.plugins.module_utils._iis_scripts import PACKAGE, SITE_SWAP
@@ -369,6 +370,18 @@ class SiteSwap:
         }
 
 
+def _validate_package_url(url):
+    if not isinstance(url, str) or not re.match(r'^https?://[^\s/]+', url):
+        raise CanaryError('Invalid url %r: use an http:// or https:// URL' % (url,))
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise CanaryError('Invalid url %r: %s; use an http:// or https:// URL with a host and a port from 1 to 65535' % (url, exc)) from None
+    if not parts.hostname or port == 0 or any(c.isspace() for c in url):
+        raise CanaryError('Invalid url %r: use an http:// or https:// URL with a host and a port from 1 to 65535' % (url,))
+
+
 def validate_package(params):
     checksum = params.get('checksum')
     if not isinstance(checksum, str) or not CHECKSUM_RE.match(checksum.strip().lower()):
@@ -378,8 +391,8 @@ def validate_package(params):
         raise CanaryError('Invalid dest %r: use an absolute Windows folder path such as D:\\sites\\app.example.com-3457' % (dest,))
     state = params.get('state') or 'present'
     url = params.get('url')
-    if state == 'present' and (not isinstance(url, str) or not re.match(r'^https?://[^\s/]+', url)):
-        raise CanaryError('Invalid url %r: use an http:// or https:// URL' % (url,))
+    if state == 'present':
+        _validate_package_url(url)
     timeout = params.get('timeout', 300)
     if not isinstance(timeout, int) or timeout <= 0:
         raise CanaryError('Invalid timeout %r: use seconds > 0' % (timeout,))
@@ -422,6 +435,18 @@ class Package:
             'checksum': result.get('checksum') or (checksum if state == 'present' else None),
             'size': result.get('size'),
         }
+
+
+def tls_warnings(params):
+    """One warning per TLS check the options turn off (the modules show each once per run)."""
+    found = []
+    if (params.get('winrm_scheme') or 'https') == 'https' and params.get('winrm_server_cert_validation') == 'ignore':
+        found.append('winrm_server_cert_validation is ignore: the certificate of the WinRM listener on %s is not checked, so anyone '
+                     'on the network path can read the credentials and commands' % params.get('winrm_host'))
+    if params.get('validate_certs') is False and str(params.get('url') or '').startswith('https'):
+        found.append('validate_certs is false: the host does not check the certificate of the package download server, so a '
+                     'tampered package is caught only by its checksum')
+    return found
 
 
 def client_for(params, log=None):

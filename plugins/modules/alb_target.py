@@ -203,6 +203,8 @@ diff:
     after: {web-https: {registered: false, target_state: unused}}
 """
 
+from urllib.parse import urlsplit  # noqa: E402
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
 from ansible_collections.immune.canary.plugins.module_utils._aws import (  # noqa: E402
@@ -244,6 +246,16 @@ def validate(params):
         raise CanaryError('Invalid value for option target_port: %r; expected a port between 1 and 65535' % params['target_port'])
     if params['wait_timeout'] is not None and params['wait_timeout'] <= 0:
         raise CanaryError('Invalid value for option wait_timeout: %r; expected a number of seconds greater than 0' % params['wait_timeout'])
+    endpoint = params.get('endpoint_url')
+    if endpoint:
+        parts = urlsplit(endpoint)
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if parts.scheme not in ('http', 'https') or not parts.hostname or port == 0:
+            raise CanaryError('Invalid value for option endpoint_url: %r; expected an http:// or https:// URL with a host, such as '
+                              'https://elasticloadbalancing.eu-west-1.amazonaws.com' % endpoint)
     if params['poll_interval'] <= 0:
         raise CanaryError('Invalid value for option poll_interval: %r; expected a number of seconds greater than 0' % params['poll_interval'])
     return groups, parse_min_healthy(params['min_healthy'])

@@ -37,6 +37,7 @@ options:
   validate_certs:
     description:
       - Whether the host validates the download server's TLS certificate.
+      - Setting this to V(false) is insecure (only the checksum then protects the package) and produces a warning.
     type: bool
     default: true
   timeout:
@@ -114,7 +115,7 @@ elapsed:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch, fail_from_error  # noqa: E402
-from ansible_collections.immune.canary.plugins.module_utils._iis import Package, client_for  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._iis import Package, client_for, tls_warnings  # noqa: E402
 from ansible_collections.immune.canary.plugins.module_utils._winrm import (  # noqa: E402
     HAS_PYWINRM,
     PYWINRM_IMPORT_ERROR,
@@ -140,6 +141,8 @@ def main():
     if not HAS_PYWINRM:
         module.fail_json(msg=missing_required_lib('pywinrm'), exception=str(PYWINRM_IMPORT_ERROR))
     watch = Stopwatch()
+    for warning in tls_warnings(module.params):
+        module.warn(warning)
     try:
         result = Package(client_for(module.params, log=module.warn)).run(module.params, check_mode=module.check_mode)
     except CanaryError as exc:

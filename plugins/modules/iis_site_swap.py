@@ -241,7 +241,7 @@ elapsed:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch, fail_from_error  # noqa: E402
-from ansible_collections.immune.canary.plugins.module_utils._iis import SiteSwap, client_for, site_spec  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._iis import SiteSwap, client_for, site_spec, tls_warnings  # noqa: E402
 from ansible_collections.immune.canary.plugins.module_utils._winrm import (  # noqa: E402
     HAS_PYWINRM,
     PYWINRM_IMPORT_ERROR,
@@ -268,6 +268,8 @@ def main():
     if not HAS_PYWINRM:
         module.fail_json(msg=missing_required_lib('pywinrm'), exception=str(PYWINRM_IMPORT_ERROR))
     watch = Stopwatch()
+    for warning in tls_warnings(module.params):
+        module.warn(warning)
     try:
         result = SiteSwap(client_for(module.params, log=module.warn)).run(module.params, check_mode=module.check_mode)
     except CanaryError as exc:

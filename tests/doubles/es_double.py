@@ -20,7 +20,9 @@ connection without answering), ``fail_next`` (answer that many requests with
 503), ``slow`` (seconds to wait before answering), ``require_auth`` (exact
 ``Authorization`` header value expected, else 401), ``require_sigv4``
 (an ``AWS4-HMAC-SHA256`` Authorization with that region/service expected).
-Counters: ``requests``, ``response_bytes``, ``paths``; ``last_headers``.
+Counters: ``requests``, ``response_bytes``, ``paths``, ``mutations`` (the
+``METHOD path`` of every request that could change data: writes, deletes,
+index creation, ``_bulk``); ``last_headers``.
 
 Knowingly simpler than Elasticsearch:
 
@@ -44,7 +46,11 @@ Knowingly simpler than Elasticsearch:
   date not in the canonical ``2026-05-01T12:00:00.000Z`` form) keeps its
   original source beside the columns, so ``_source`` is always as written
   and the common case costs no extra memory;
-* one shard, no replicas, no versions beyond ``_version: 1``.
+* one shard, one primary term (1): each write of an id bumps its
+  ``_version`` and takes the index's next ``_seq_no``; ``if_seq_no`` /
+  ``if_primary_term`` on ``_doc``/``_create`` writes and ``_doc`` DELETE give
+  409 ``version_conflict_engine_exception`` when they do not match, as ES
+  does. A deleted document is gone from ``_doc``, searches and counts.
 
 Documents are stored as columns (one Python list per flattened field) so a
 million small documents fit and filter in well under a second. A lock makes
@@ -191,6 +197,30 @@ class Index:
         # row -> original document, only for rows the columns cannot give back as written
         self.sources = {}
         self.date_fields = set(DATE_FIELDS) | set(date_fields)
+        self.seq_no = -1
+        # doc id -> (seq_no, version) of its last write
+        self.versions = {}
+        # rows of deleted documents; searches and counts skip them
+        self.deleted = set()
+
+    def next_seq(self, doc_id):
+        self.seq_no += 1
+        _seq, version = self.versions.get(doc_id, (None, 0))
+        self.versions[doc_id] = (self.seq_no, version + 1)
+        return self.versions[doc_id]
+
+    def remove(self, doc_id):
+        row = self.ids.pop(doc_id)
+        self.row_ids.pop(row, None)
+        for column in self.columns.values():
+            column[row] = _MISSING
+        self.sources.pop(row, None)
+        self.deleted.add(row)
+        self.seq_no += 1
+        _seq, version = self.versions.get(doc_id, (None, 0))
+        # ES keeps the version of a deleted id (a re-create continues from it)
+        self.versions[doc_id] = (None, version + 1)
+        return self.seq_no, version + 1
 
     def add(self, doc, doc_id=None):
         flat = {}
@@ -545,6 +575,7 @@ class EsDouble:
         self.paths = []
         self.last_headers = {}
         self.searches = []
+        self.mutations = []
         self._host, self._port, self._tls = host, port, tls_context
         self.running = None
 
@@ -582,6 +613,7 @@ class EsDouble:
             self.response_bytes = 0
             self.paths = []
             self.searches = []
+            self.mutations = []
 
     # -- direct data access (fast seeding from tests and benches) -----------
     def index_docs(self, index, docs):
@@ -592,7 +624,15 @@ class EsDouble:
 
     def count(self, index):
         with self.lock:
-            return sum(i.size for i in self._resolve(index))
+            return sum(i.size - len(i.deleted) for i in self._resolve(index))
+
+    def get_source(self, index, doc_id):
+        """The stored document with this id, or None."""
+        with self.lock:
+            target = self.indices.get(index)
+            if target is None or doc_id not in target.ids:
+                return None
+            return target.source(target.ids[doc_id])
 
     # -- HTTP -----------------------------------------------------------------
     def handle(self, handler):
@@ -602,6 +642,8 @@ class EsDouble:
             self.requests += 1
             self.paths.append('%s %s' % (handler.command, handler.path))
             self.last_headers = {k.lower(): v for k, v in handler.headers.items()}
+            if _mutating(handler.command, handler.path):
+                self.mutations.append('%s %s' % (handler.command, handler.path))
             if self.fail_next > 0:
                 self.fail_next -= 1
                 fail = True
@@ -755,27 +797,53 @@ class EsDouble:
             if method in ('GET', 'HEAD'):
                 index = self._index(name)
                 if doc_id in index.ids:
-                    return 200, {'_index': name, '_id': doc_id, '_version': 1, 'found': True, '_source': index.source(index.ids[doc_id])}
+                    seq_no, version = index.versions.get(doc_id, (0, 1))
+                    return 200, {'_index': name, '_id': doc_id, '_version': version, '_seq_no': seq_no, '_primary_term': 1, 'found': True,
+                                 '_source': index.source(index.ids[doc_id])}
                 return 404, {'_index': name, '_id': doc_id, 'found': False}
+            condition = _condition(query)
+            if method == 'DELETE' and kind == '_doc' and doc_id is not None:
+                return self._delete(name, doc_id, condition)
             if method not in ('PUT', 'POST'):
                 raise EsError(405, 'method_not_allowed', 'Incorrect HTTP method [%s]' % method)
             if not isinstance(body, dict):
                 raise EsError(400, 'parse_exception', 'request body is required')
             create = kind == '_create' or query.get('op_type') == 'create'
-            return self._write(name, doc_id, body, create)
+            if create and condition is not None:
+                raise EsError(400, 'action_request_validation_exception',
+                              'Validation Failed: 1: create operations do not support compare and set. use index instead;')
+            return self._write(name, doc_id, body, create, condition)
 
-    def _write(self, name, doc_id, doc, create):
+    def _delete(self, name, doc_id, condition):
+        index = self._index(name)
+        if doc_id not in index.ids:
+            if condition is not None:
+                raise _conflict(doc_id, condition, None, name)
+            return 404, {'_index': name, '_id': doc_id, 'result': 'not_found', '_shards': {'total': 1, 'successful': 1, 'failed': 0}}
+        current = index.versions.get(doc_id, (0, 1))[0]
+        if condition is not None and condition != (current, 1):
+            raise _conflict(doc_id, condition, current, name)
+        seq_no, version = index.remove(doc_id)
+        return 200, {'_index': name, '_id': doc_id, '_version': version, 'result': 'deleted', '_seq_no': seq_no, '_primary_term': 1,
+                     '_shards': {'total': 1, 'successful': 1, 'failed': 0}}
+
+    def _write(self, name, doc_id, doc, create, condition=None):
         index = self._index(name, create=True)
         if doc_id is None:
             doc_id = uuid.uuid4().hex[:20]
         exists = doc_id in index.ids
         if exists and create:
             raise EsError(409, 'version_conflict_engine_exception',
-                          '[%s]: version conflict, document already exists (current version [1])' % doc_id,
+                          '[%s]: version conflict, document already exists (current version [%d])' % (doc_id, index.versions[doc_id][1]),
                           index=name, shard='0', index_uuid='double')
+        if condition is not None:
+            current = index.versions[doc_id][0] if exists else None
+            if current is None or condition != (current, 1):
+                raise _conflict(doc_id, condition, current, name)
         index.add(doc, doc_id)
-        return (200 if exists else 201), {'_index': name, '_id': doc_id, '_version': 1, 'result': 'updated' if exists else 'created',
-                                          '_shards': {'total': 1, 'successful': 1, 'failed': 0}, '_seq_no': 0, '_primary_term': 1}
+        seq_no, version = index.next_seq(doc_id)
+        return (200 if exists else 201), {'_index': name, '_id': doc_id, '_version': version, 'result': 'updated' if exists else 'created',
+                                          '_shards': {'total': 1, 'successful': 1, 'failed': 0}, '_seq_no': seq_no, '_primary_term': 1}
 
     def _bulk(self, default_index, raw, _query):
         lines = [line for line in raw.decode('utf-8').split('\n') if line.strip()]
@@ -821,6 +889,9 @@ class EsDouble:
             for index in indices:
                 searcher = Searcher(index, now_ms)
                 rows = searcher.match(body.get('query', {'match_all': {}}), range(index.size))
+                gone = _deleted_rows(parts) if len(parts) > 1 else index.deleted
+                if gone:
+                    rows = [r for r in rows if r not in gone]
                 total += len(rows)
                 if not count_only and (body.get('aggs') or body.get('aggregations')):
                     merged_aggs = searcher.aggregate(body.get('aggs') or body.get('aggregations'), rows)
@@ -835,6 +906,44 @@ class EsDouble:
         if body.get('aggs') or body.get('aggregations'):
             response['aggregations'] = merged_aggs if merged_aggs is not None else _empty_aggs(body.get('aggs') or body.get('aggregations'))
         return 200, response
+
+
+def _mutating(method, path):
+    if method in ('GET', 'HEAD'):
+        return False
+    last = urlsplit(path).path.rstrip('/').rsplit('/', 1)[-1]
+    return last not in ('_search', '_count', '_refresh')
+
+
+def _condition(query):
+    """(if_seq_no, if_primary_term) from the URL parameters, or None."""
+    seq_no, term = query.get('if_seq_no'), query.get('if_primary_term')
+    if seq_no is None and term is None:
+        return None
+    if seq_no is None or term is None:
+        missing = 'if_primary_term' if term is None else 'if_seq_no'
+        raise EsError(400, 'action_request_validation_exception', 'Validation Failed: 1: %s is required with the other;' % missing)
+    try:
+        return int(seq_no), int(term)
+    except ValueError:
+        raise EsError(400, 'illegal_argument_exception', 'if_seq_no and if_primary_term must be numbers') from None
+
+
+def _conflict(doc_id, condition, current, name):
+    if current is None:
+        reason = '[%s]: version conflict, required seqNo [%d], primary term [%d]. but no document was found' % (doc_id, condition[0], condition[1])
+    else:
+        reason = ('[%s]: version conflict, required seqNo [%d], primary term [%d]. current document has seqNo [%d] and primary term [1]'
+                  % (doc_id, condition[0], condition[1], current))
+    return EsError(409, 'version_conflict_engine_exception', reason, index=name, shard='0', index_uuid='double')
+
+
+def _deleted_rows(parts):
+    out, first = set(), 0
+    for part in parts:
+        out.update(first + row for row in part.deleted)
+        first += part.size
+    return out
 
 
 def _count_param(body, name, default):

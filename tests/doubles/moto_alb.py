@@ -76,6 +76,8 @@ class MotoALB:
         self.default_health = healthy
         self._registered_at = {}
         self._draining_until = {}
+        # every register/deregister call that reached moto: (action, group arn, target ids)
+        self.mutations = []
         self._lock = threading.RLock()
         self._server = None
         self._originals = None
@@ -257,6 +259,7 @@ class MotoALB:
 
     def _register(self, group, targets, original):
         with self._lock:
+            self.mutations.append(('register', group.arn, [t['Id'] for t in targets]))
             self._expire(group)
             for target in targets:
                 instance = group.ec2_backend.get_instance_by_id(target['Id'])
@@ -271,6 +274,7 @@ class MotoALB:
 
     def _deregister(self, group, targets):
         with self._lock:
+            self.mutations.append(('deregister', group.arn, [t['Id'] for t in targets]))
             self._expire(group)
             delay = float(group.attributes.get('deregistration_delay.timeout_seconds', 300))
             for target in targets:

@@ -246,3 +246,54 @@ def test_official_client_reads_hits():
         response = client.search(index='ev', query=query, sort=[{'@timestamp': {'order': 'desc'}}], size=2)
         assert [h['_source']['n'] for h in response['hits']['hits']] == [3, 2]
         assert response['hits']['total']['value'] == 4
+
+
+def test_optimistic_concurrency_on_one_document(double):
+    """if_seq_no/if_primary_term as Elasticsearch does them: a stale pair loses with 409."""
+    status, created = call(double, 'PUT', '/locks/_create/app', {'holder': 'a'})
+    assert status == 201 and created['_version'] == 1
+    status, got = call(double, 'GET', '/locks/_doc/app')
+    assert status == 200 and got['_source'] == {'holder': 'a'}
+    seq, term = got['_seq_no'], got['_primary_term']
+    assert (seq, term) == (created['_seq_no'], 1)
+    status, won = call(double, 'PUT', '/locks/_doc/app?if_seq_no=%d&if_primary_term=%d' % (seq, term), {'holder': 'b'})
+    assert status == 200 and won['_seq_no'] > seq and won['_version'] == 2
+    status, lost = call(double, 'PUT', '/locks/_doc/app?if_seq_no=%d&if_primary_term=%d' % (seq, term), {'holder': 'c'})
+    assert status == 409 and lost['error']['type'] == 'version_conflict_engine_exception'
+    assert 'required seqNo [%d]' % seq in lost['error']['reason']
+    assert double.get_source('locks', 'app') == {'holder': 'b'}
+    status, body = call(double, 'PUT', '/locks/_doc/other?if_seq_no=0&if_primary_term=1', {'holder': 'x'})
+    assert status == 409 and 'no document was found' in body['error']['reason']
+    status, body = call(double, 'PUT', '/locks/_create/app2?if_seq_no=0&if_primary_term=1', {'holder': 'x'})
+    assert status == 400
+    status, body = call(double, 'PUT', '/locks/_doc/app?if_seq_no=%d' % won['_seq_no'], {'holder': 'x'})
+    assert status == 400 and 'if_primary_term' in body['error']['reason']
+
+
+def test_delete_a_document_conditionally(double):
+    call(double, 'PUT', '/locks/_create/app', {'holder': 'a'})
+    call(double, 'PUT', '/locks/_create/keep', {'holder': 'k'})
+    seq = call(double, 'GET', '/locks/_doc/app')[1]['_seq_no']
+    status, body = call(double, 'DELETE', '/locks/_doc/app?if_seq_no=%d&if_primary_term=1' % (seq + 5))
+    assert status == 409
+    status, body = call(double, 'DELETE', '/locks/_doc/app?if_seq_no=%d&if_primary_term=1' % seq)
+    assert status == 200 and body['result'] == 'deleted'
+    assert call(double, 'GET', '/locks/_doc/app')[0] == 404
+    status, body = call(double, 'DELETE', '/locks/_doc/app')
+    assert status == 404 and body['result'] == 'not_found'
+    assert double.count('locks') == 1
+    assert [h['_id'] for h in search(double, {}, index='locks')['hits']['hits']] == ['keep']
+    assert search(double, {}, index='lock*')['hits']['total']['value'] == 1
+    # a re-created id continues its version, as in Elasticsearch
+    status, body = call(double, 'PUT', '/locks/_create/app', {'holder': 'b'})
+    assert status == 201 and body['_version'] == 3
+    assert double.get_source('locks', 'app') == {'holder': 'b'}
+
+
+def test_mutations_are_counted_and_reads_are_not(double):
+    call(double, 'PUT', '/locks/_create/app', {'holder': 'a'})
+    call(double, 'GET', '/locks/_doc/app')
+    call(double, 'POST', '/locks/_search', {})
+    call(double, 'POST', '/locks/_count', {})
+    call(double, 'DELETE', '/locks/_doc/app')
+    assert double.mutations == ['PUT /locks/_create/app', 'DELETE /locks/_doc/app']

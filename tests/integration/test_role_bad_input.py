@@ -1,0 +1,60 @@
+"""The role refuses bad and hostile input in preflight, every problem named at once, before any system is contacted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from doubles.es_double import EsDouble
+from support.ansible_runner import ROOT, run_playbook
+
+GOOD = {
+    'rollout_app': 'app.example.com',
+    'rollout_version': '3457',
+    'rollout_package_url': 'https://artifacts.example.com/app-3457.zip',
+    'rollout_package_checksum': 'sha256:' + 'a' * 64,
+    'rollout_target_groups': ['app-https'],
+    'rollout_public_url': 'https://app.example.com/health',
+}
+
+
+@pytest.fixture(scope='module')
+def es():
+    with EsDouble('es8') as running:
+        yield running
+
+
+def deploy(es, tmp_path, **bad):
+    variables = dict(GOOD, rollout_es_hosts=[es.url])
+    variables.update(bad)
+    path = tmp_path / 'vars.json'
+    path.write_text(json.dumps(variables), encoding='utf-8')
+    es.reset_counters()
+    return run_playbook(ROOT / 'playbooks' / 'deploy.yml', inventory='web1,', args=['-e', '@%s' % path])
+
+
+@pytest.mark.parametrize('bad', [
+    {'rollout_version': '1;rm -rf', 'rollout_app': 'app\nexample', 'rollout_package_checksum': 'sha256:xyz',
+     'rollout_package_url': 'ftp://x/app.zip', 'rollout_public_url': 'https:///health'},
+    {'rollout_version': '$(Stop-Computer)', 'rollout_app': 'a"b', 'rollout_package_url': 'https:///app.zip', 'rollout_target_groups': [],
+     'rollout_public_url': 'app.example.com/health'},
+    {'rollout_version': '1 OR 2', 'rollout_app': 'app:*', 'rollout_es_hosts': []},
+], ids=['semicolon-newline', 'subexpr-quote', 'lucene'])
+def test_every_bad_value_is_named_and_nothing_is_contacted(es, tmp_path, bad):
+    run = deploy(es, tmp_path, **bad)
+    assert run.rc != 0
+    output = run.stdout + run.stderr
+    for option in bad:
+        shown = 'rollout_public_url / rollout_warmup_urls' if option == 'rollout_public_url' else option
+        assert 'Invalid %s: ' % shown in output, (option, output[-3000:])
+    if 'rollout_version' in bad:
+        assert 'Invalid rollout_version: %s must be 1 to 64 letters, digits' % json.dumps(bad['rollout_version']) in output
+    assert es.requests == 0
+
+
+def test_an_ordinary_version_passes_the_check(es, tmp_path):
+    run = deploy(es, tmp_path, rollout_version='v2026.05.01-rc1+build_7')
+    # Past the input check: the next step takes the deploy lock in Elasticsearch.
+    assert 'Invalid rollout_version' not in run.stdout
+    assert any(path.startswith('PUT /canary-locks/_create/app.example.com') for path in es.paths), run.stdout[-3000:]
