@@ -69,7 +69,8 @@ from support.e2e import start_lab
 from support.faults import Case, Runner, all_cases, bad_build, case_id, check_result, expect, row, table, write_row
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTPUT = Path(os.environ.get('FAULTS_OUTPUT') or ROOT / 'tests' / 'output' / 'faults')
+FULL = os.environ.get('FAULTS') == 'full'
+OUTPUT = Path(os.environ.get('FAULTS_OUTPUT') or ROOT / 'tests' / 'output' / ('faults' if FULL else 'faults-ci'))
 
 CI_CASES = [
     Case('es-down', 'web2', 'bake'),
@@ -79,7 +80,7 @@ CI_CASES = [
     Case('aws-throttle', 'web2', 'drain'),
     Case('sigkill', 'web1', 'warm'),
 ]
-CASES = all_cases() if os.environ.get('FAULTS') == 'full' else CI_CASES
+CASES = all_cases() if FULL else CI_CASES
 
 
 def _worker_index():
