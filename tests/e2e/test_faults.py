@@ -80,7 +80,9 @@ CI_CASES = [
     Case('aws-throttle', 'web2', 'drain'),
     Case('sigkill', 'web1', 'warm'),
 ]
-CASES = all_cases() if FULL else CI_CASES
+# FAULTS=full: every case; FAULTS=es-down@web1:bake,...: those cases.
+SELECTED = [c for c in all_cases() if case_id(c) in os.environ.get('FAULTS', '').split(',')]
+CASES = all_cases() if FULL else (SELECTED or CI_CASES)
 
 
 def _worker_index():

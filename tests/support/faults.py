@@ -40,7 +40,10 @@ MIN_HEALTHY = 1
 THROTTLE_SECONDS = 4.0
 HEALTH_FAIL_REVERT_SECONDS = 3.0
 WINRM_DROPS = 3  # one step's whole connection retry budget (_winrm.CONNECT_ATTEMPTS)
-VARS = dict(FAST, rollout_min_healthy=MIN_HEALTHY, rollout_bake_seconds=4, rollout_warmup_timeout=10, rollout_alb_wait_timeout=10)
+# The warm-up threshold leaves room for a loaded CI machine; bad builds are far above it.
+WARMUP_THRESHOLD_MS = 400
+VARS = dict(FAST, rollout_min_healthy=MIN_HEALTHY, rollout_bake_seconds=4, rollout_warmup_timeout=10, rollout_alb_wait_timeout=10,
+            rollout_warmup_latency_threshold_ms=WARMUP_THRESHOLD_MS)
 
 Case = collections.namedtuple('Case', 'fault host phase')
 Expected = collections.namedtuple('Expected', 'result outcomes failed_host step reason final events')
@@ -56,9 +59,9 @@ def all_cases():
 
 
 def bad_build(host):
-    """A release that fails on ``host``: web1 fails its bake (20-30 % errors),
-    web2 its warm-up (400 ms on web2 only) after web1 was promoted."""
-    return {'error_rate': 0.3} if host == 'web1' else {'host_latency_ms': {host: 400}}
+    """A release that fails on ``host``: web1 fails its bake (30 % errors),
+    web2 its warm-up (3 x the threshold on web2 only) after web1 was promoted."""
+    return {'error_rate': 0.3} if host == 'web1' else {'host_latency_ms': {host: 3 * WARMUP_THRESHOLD_MS}}
 
 
 # -- expectations ----------------------------------------------------------------
@@ -239,6 +242,8 @@ class Runner:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.rps = rps
         self.counter = 0
+        # An ALB's health check timeout is 5 s by default; a loaded CI machine needs it too.
+        lab.checker.timeout = 5.0
         self.last_version = 0
 
     def _files(self, variables):

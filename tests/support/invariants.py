@@ -32,6 +32,7 @@ class CapacitySampler:
         self.lab = lab
         self.interval = interval
         self.samples = []  # (monotonic time, healthy count)
+        self.in_service = []  # registered and not draining, whatever the health checks say
         self.errors = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name='capacity-sampler', daemon=True)
@@ -40,10 +41,12 @@ class CapacitySampler:
         while not self._stop.is_set():
             try:
                 count = len(self.lab.routable())
+                in_service = sum(1 for arn, _target in self.lab.registered_targets() if arn == self.lab.group_arn)
             except Exception:  # pylint: disable=broad-except  # moto mid-change: count the failure, sample again
                 self.errors += 1
             else:
                 self.samples.append((time.monotonic(), count))
+                self.in_service.append(in_service)
             self._stop.wait(self.interval)
 
     def start(self):
@@ -216,5 +219,6 @@ def check_capacity(sampler, floor):
         return ['the capacity sampler took no sample']
     if sampler.minimum < floor:
         spells = ', '.join('%.1f s' % seconds for _start, seconds in sampler.low_spells(floor))
-        return ['healthy targets fell to %d (< rollout_min_healthy=%d) for %s' % (sampler.minimum, floor, spells)]
+        return ['healthy targets fell to %d (< rollout_min_healthy=%d) for %s; registered targets never fewer than %d'
+                % (sampler.minimum, floor, spells, min(sampler.in_service))]
     return []
