@@ -408,7 +408,7 @@ def table(rows):
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     out = []
     for line in lines:
-        out.append('  '.join(cell.ljust(width) for cell, width in zip(line, widths)) + '  ' + line[-1])
+        out.append('  '.join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)) + '  ' + line[-1])
     held = sum(1 for r in rows if not r['problems'])
     out.append('%d of %d cases: every invariant held' % (held, len(rows)))
     return '\n'.join(out)

@@ -177,9 +177,9 @@ def run_events(lab, run_id, index='deploy-events*'):
     """The deploy events of one run in the lab's Elasticsearch, as (phase, host) pairs."""
     body = json.dumps({'size': 1000, 'query': {'term': {'run_id': run_id}}}).encode()
     request = urllib.request.Request('%s/%s/_search' % (lab.es.url, index), data=body, headers={'Content-Type': 'application/json'})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        response = json.loads(response.read())
-    return sorted((hit['_source'].get('phase'), hit['_source'].get('host') or '') for hit in response['hits']['hits'])
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        found = json.loads(answer.read())
+    return sorted((hit['_source'].get('phase'), hit['_source'].get('host') or '') for hit in found['hits']['hits'])
 
 
 def fleet_state(lab, settle=10.0):
