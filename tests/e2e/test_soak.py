@@ -90,8 +90,8 @@ def format_rows(seed, rows):
     lines = ['soak seed %s (replay: SOAK_SEED=%s)' % (seed, seed),
              '%-3s %-5s %-22s %-32s %-48s %-11s %s' % ('#', 'build', 'behaviour', 'fault', 'observed', 'min healthy', 'invariants')]
     for r in rows:
-        lines.append('%-3d %-5s %-22s %-32s %-48s %-11s %s' % (r['index'], r['build'], r['behaviour'], r['fault'], r['observed'][:48],
-                                                           r['min_healthy_seen'], r['invariants']))
+        cells = (r['index'], r['build'], r['behaviour'], r['fault'], r['observed'][:48], r['min_healthy_seen'], r['invariants'])
+        lines.append('%-3d %-5s %-22s %-32s %-48s %-11s %s' % cells)
     lines.append('%d of %d rollouts: every invariant held' % (sum(1 for r in rows if r['invariants'] == 'held'), len(rows)))
     return '\n'.join(lines)
 
