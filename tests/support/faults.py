@@ -42,8 +42,7 @@ HEALTH_FAIL_REVERT_SECONDS = 3.0
 WINRM_DROPS = 3  # one step's whole connection retry budget (_winrm.CONNECT_ATTEMPTS)
 # The warm-up threshold leaves room for a loaded CI machine; bad builds are far above it.
 WARMUP_THRESHOLD_MS = 400
-VARS = dict(FAST, rollout_min_healthy=MIN_HEALTHY, rollout_bake_seconds=4, rollout_warmup_timeout=10, rollout_alb_wait_timeout=10,
-            rollout_warmup_latency_threshold_ms=WARMUP_THRESHOLD_MS)
+VARS = dict(FAST, rollout_min_healthy=MIN_HEALTHY, rollout_bake_seconds=4, rollout_warmup_latency_threshold_ms=WARMUP_THRESHOLD_MS)
 
 Case = collections.namedtuple('Case', 'fault host phase')
 Expected = collections.namedtuple('Expected', 'result outcomes failed_host step reason final events')
