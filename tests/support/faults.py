@@ -18,6 +18,7 @@ from pathlib import Path
 
 if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / '.build'))
 
 from lab.traffic import Traffic  # noqa: E402  pylint: disable=wrong-import-position
 from support.e2e import FAST, PLAYBOOKS  # noqa: E402  pylint: disable=wrong-import-position
