@@ -66,7 +66,7 @@ def bad_build(host):
 
 # -- expectations ----------------------------------------------------------------
 
-STEP = {phase: task for phase, task in PHASE_TASKS.items()}
+STEP = dict(PHASE_TASKS)
 
 
 def _promoted():

@@ -170,7 +170,7 @@ class LivePlaybook:
         return run
 
     def phase_started(self, host, task_suffix):
-        return any(h == host and t.endswith(task_suffix) for h, t, _ in self.started)
+        return any(h == host and t.endswith(task_suffix) for h, t, _moment in self.started)
 
 
 def run_events(lab, run_id, index='deploy-events*'):
