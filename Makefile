@@ -8,7 +8,7 @@ GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup build test sanity lint ruff unit integration e2e e2e-long bench demo clean
+.PHONY: setup build test sanity lint ruff unit integration e2e e2e-long bench demo clean faults soak
 
 $(VENV)/.done: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -61,3 +61,14 @@ e2e-long: build
 
 demo: build
 	$(BIN)/python tests/lab/demo.py
+
+# Every fault at every phase of hosts 1 and 2 (72 deploy.yml runs, two labs
+# in parallel); the table goes to stdout and tests/output/faults/table.txt.
+faults: build
+	rm -rf tests/output/faults
+	FAULTS=full $(BIN)/pytest -q -n 2 -p no:cacheprovider tests/e2e/test_faults.py; rc=$$?; \
+	$(BIN)/python tests/support/faults.py tests/output/faults; exit $$rc
+
+# 20 rollouts, good and bad builds alternating, random faults (SOAK_SEED=N replays).
+soak: build
+	SOAK_ROLLOUTS=$${SOAK_ROLLOUTS:-20} $(BIN)/pytest -q -s -p no:cacheprovider tests/e2e/test_soak.py

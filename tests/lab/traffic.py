@@ -73,7 +73,9 @@ class Traffic:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self._pool.shutdown(wait=True)
+        # Requests still queued when customers stop are never sent: on an
+        # overloaded machine the backlog would otherwise take minutes to drain.
+        self._pool.shutdown(wait=True, cancel_futures=True)
         return self.summary()
 
     def run(self, seconds):

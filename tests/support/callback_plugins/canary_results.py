@@ -15,7 +15,10 @@ DOCUMENTATION = """
 name: canary_results
 type: notification
 short_description: write task results to a JSON-lines file for tests
-description: Writes each task result to the file named by the CANARY_RESULTS_FILE environment variable.
+description:
+  - Writes each task result to the file named by the CANARY_RESULTS_FILE environment variable.
+  - Writes a line when a task starts on a host to the file named by CANARY_PROGRESS_FILE, so that
+    a test can act while the playbook runs.
 requirements: [enable in configuration]
 """
 
@@ -32,6 +35,15 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._task_started[task._uuid] = time.time()
+
+    def v2_runner_on_start(self, host, task):
+        path = os.environ.get('CANARY_PROGRESS_FILE')
+        if not path:
+            return
+        record = {'event': 'start', 'host': host.get_name(), 'task': task.get_name(), 'time': time.time()}
+        with open(path, 'a', encoding='utf-8') as handle:
+            handle.write(json.dumps(record) + '\n')
+            handle.flush()
 
     def _write(self, status, result):
         path = os.environ.get('CANARY_RESULTS_FILE')
