@@ -20,7 +20,7 @@ options:
   _input:
     description:
       - The rollout report, a dictionary with C(app), C(version), C(run_id), C(started_at), C(result) and C(hosts)
-        (host name to its outcome: C(outcome), C(site), C(failed_step), C(reason), C(steps) with seconds per step).
+        (host name to its outcome with C(outcome), C(site), C(failed_step), C(reason), C(steps) with seconds per step).
     type: dict
     required: true
   suite_name:
