@@ -21,4 +21,3 @@ def build_tarball(source, output):
     tarball = Path(output) / ('%s-%s-%s.tar.gz' % (GALAXY['namespace'], GALAXY['name'], GALAXY['version']))
     assert tarball.is_file(), done.stdout
     return tarball
-

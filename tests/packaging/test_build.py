@@ -73,4 +73,3 @@ def test_the_tarball_has_the_collection_metadata(collection_tarball):
                 'plugins/filter/junit_report.py'):
         assert rel in members, rel
     assert sorted(m for m in members if m.startswith(FORBIDDEN)) == []
-

@@ -76,8 +76,8 @@ def test_each_outcome_maps_to_one_junit_verdict(outcome, child):
 
 
 def test_a_promoted_fleet_passes_every_host():
-    _root, suite, cases = _parse(junit_report(_report({h: {'outcome': 'promoted', 'site': 'app.example.com-3', 'steps': STEPS}
-                                                        for h in ('web1', 'web2')}, result='promoted'), suite_name='deploy #42'))
+    hosts = {h: {'outcome': 'promoted', 'site': 'app.example.com-3', 'steps': STEPS} for h in ('web1', 'web2')}
+    _root, suite, cases = _parse(junit_report(_report(hosts, result='promoted'), suite_name='deploy #42'))
     assert suite.get('name') == 'deploy #42'
     assert (suite.get('tests'), suite.get('failures'), suite.get('errors'), suite.get('skipped')) == ('2', '0', '0', '0')
     assert all(len([c for c in case if c.tag != 'system-out']) == 0 for case in cases.values())
