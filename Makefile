@@ -8,7 +8,7 @@ GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup build test sanity lint ruff unit integration e2e e2e-long bench demo clean faults soak
+.PHONY: setup build test sanity lint ruff unit integration e2e e2e-long bench demo clean faults soak package-test compat
 
 $(VENV)/.done: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ $(GET_PIP): tools/get_pip.py
 build: setup
 	$(BIN)/python tools/build_collection.py
 
-test: ruff sanity lint unit integration e2e
+test: ruff sanity lint unit integration e2e package-test compat
 
 ruff: setup
 	$(BIN)/ruff check .
@@ -72,3 +72,21 @@ faults: build
 # 20 rollouts, good and bad builds alternating, random faults (SOAK_SEED=N replays).
 soak: build
 	SOAK_ROLLOUTS=$${SOAK_ROLLOUTS:-20} $(BIN)/pytest -q -s -p no:cacheprovider tests/e2e/test_soak.py
+
+# The tarball `ansible-galaxy collection build` makes: nothing but the
+# collection in it, the execution environment's build context from it, and
+# the lab demo run by the collection installed from it.
+package-test: build
+	$(BIN)/pytest -q tests/packaging
+
+# The oldest supported ansible-core (meta/runtime.yml) in a venv of its own.
+COMPAT := .venv-2.18
+$(COMPAT)/.done: requirements.txt requirements-compat.txt
+	$(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/pip install --disable-pip-version-check -q -r requirements-compat.txt
+	touch $@
+
+compat: build $(COMPAT)/.done
+	$(COMPAT)/bin/ansible --version | head -1
+	$(COMPAT)/bin/pytest -q tests/unit
+	$(COMPAT)/bin/pytest -q -n 2 --dist loadfile tests/integration

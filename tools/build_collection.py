@@ -13,7 +13,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEST = os.path.join(ROOT, '.build', 'ansible_collections', 'immune', 'canary')
-SKIP_DIRS = {'.git', '.build', '.venv', '.pytest_cache', '.ruff_cache', '__pycache__', '.lab'}
+SKIP_DIRS = {'.git', '.build', '.venv', '.venv-2.18', '.pytest_cache', '.ruff_cache', '__pycache__', '.lab', 'dist'}
 SKIP_PATHS = {os.path.join('tests', 'output'), os.path.join('bench', 'results')}
 
 

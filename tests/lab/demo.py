@@ -4,10 +4,19 @@ Exits 0 when everything behaved as designed: version 2 promoted on every host
 with no failed customer request, version 3 (20 % errors) failing the gate on
 the canary, reverted, the rollout stopped with a non-zero exit code and every
 host back on version 2.
+
+    demo.py [--dir DIR] [--hosts N] [--network 127.0.10] [--quick] [--collections-path PATH]
+
+``--collections-path`` runs the playbooks of the collection installed there
+(``ansible-playbook immune.canary.deploy``, nothing from this checkout), as
+`make package-test` does with the tarball `ansible-galaxy collection build`
+makes. ``--quick`` shortens the bake and the warm-up so the demo takes about
+a minute.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -18,10 +27,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LABCTL = [sys.executable, str(ROOT / 'tests' / 'lab' / 'labctl.py')]
 LAB_DIR = ROOT / '.lab' / 'demo'
+# --quick: short physical waits, the same decisions.
+QUICK = {
+    'rollout_bake_seconds': 6, 'rollout_gate_interval': 1.5, 'rollout_warmup_samples': 4,
+    'rollout_metrics': [
+        {'name': 'errors', 'kind': 'error_rate', 'max': 0.05, 'max_ratio': 2, 'min_samples': 10},
+        {'name': 'p95', 'kind': 'latency', 'percentile': 95, 'max_ms': 1000, 'max_ratio': 3, 'min_samples': 10},
+    ],
+}
+
+
+class Options:
+    lab_dir = LAB_DIR
+    quick = False
+    collections_path = None
 
 
 def labctl(*args):
-    out = subprocess.run(LABCTL + list(args) + ['--dir', str(LAB_DIR)], capture_output=True, text=True, check=False)
+    out = subprocess.run(LABCTL + list(args) + ['--dir', str(Options.lab_dir)], capture_output=True, text=True, check=False)
     data = json.loads(out.stdout or '{}')
     if out.returncode != 0:
         raise SystemExit('labctl %s failed: %s' % (' '.join(args), data.get('msg') or out.stderr))
@@ -36,16 +59,23 @@ def deploy(version, build_args, tmp):
     build = labctl('build', version, *build_args)
     variables = Path(tmp) / ('v%s.json' % version)
     report = Path(tmp) / ('report-%s.json' % version)
-    variables.write_text(json.dumps({
+    variables.write_text(json.dumps(dict({
         'rollout_version': version, 'rollout_package_url': build['url'], 'rollout_package_checksum': build['checksum'],
         'rollout_bake_seconds': 15, 'rollout_gate_interval': 3, 'rollout_report_path': str(report),
-    }), encoding='utf-8')
-    labctl('traffic', 'start', '--rps', '30')
+    }, **(QUICK if Options.quick else {}))), encoding='utf-8')
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_DISPLAY_SKIPPED_HOSTS='false', ANSIBLE_NOCOLOR='1')
+    playbook = str(ROOT / 'playbooks' / 'deploy.yml')
+    if Options.collections_path:
+        # Only the installed collection: a configuration that names nothing in this checkout.
+        config = Path(tmp) / 'ansible.cfg'
+        config.write_text('[defaults]\ncollections_path = %s\ninterpreter_python = auto_silent\n' % Options.collections_path, encoding='utf-8')
+        env.update(ANSIBLE_CONFIG=str(config), ANSIBLE_COLLECTIONS_PATH=str(Options.collections_path))
+        playbook = 'immune.canary.deploy'
+    labctl('traffic', 'start', '--rps', '30')
     try:
-        rc = subprocess.run([str(Path(sys.executable).parent / 'ansible-playbook'), str(ROOT / 'playbooks' / 'deploy.yml'),
-                             '-i', str(LAB_DIR / 'inventory.yml'), '-e', '@%s' % (LAB_DIR / 'vars.yml'), '-e', '@%s' % variables],
-                            env=env, check=False).returncode
+        rc = subprocess.run([str(Path(sys.executable).parent / 'ansible-playbook'), playbook,
+                             '-i', str(Options.lab_dir / 'inventory.yml'), '-e', '@%s' % (Options.lab_dir / 'vars.yml'), '-e', '@%s' % variables],
+                            env=env, cwd=tmp, check=False).returncode
     finally:
         customers = labctl('traffic', 'stop')
     return rc, customers, json.loads(report.read_text()) if report.exists() else {}
@@ -67,10 +97,26 @@ def fleet():
     return state
 
 
-def main():
-    banner('Starting the lab: 3 hosts on version 1 behind the ALB, Elasticsearch, artifacts')
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+    parser.add_argument('--dir', type=Path, default=LAB_DIR, help='lab folder (default: %(default)s)')
+    parser.add_argument('--hosts', type=int, default=3)
+    parser.add_argument('--network', default='127.0.10', help='hosts get <network>.11, .12, ... (default: %(default)s)')
+    parser.add_argument('--quick', action='store_true', help='short bake and warm-up')
+    parser.add_argument('--collections-path', type=Path, help='run the collection installed under this path instead of the checkout')
+    args = parser.parse_args(argv)
+    Options.lab_dir = args.dir.resolve()
+    Options.quick = args.quick
+    Options.collections_path = args.collections_path.resolve() if args.collections_path else None
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    banner('Starting the lab: %d hosts on version 1 behind the ALB, Elasticsearch, artifacts%s'
+           % (args.hosts, '' if not Options.collections_path else '; the collection installed in %s' % Options.collections_path))
     labctl('down')
-    labctl('up', '--hosts', '3', '--cold-start', '3')
+    labctl('up', '--hosts', str(args.hosts), '--cold-start', '1' if args.quick else '3', '--network', args.network)
     ok = True
     try:
         fleet()
