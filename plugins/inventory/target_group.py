@@ -41,7 +41,7 @@ options:
       - Where the inventory host name comes from, in order of precedence; the first source the instance has a value for
         wins, and the instance id is the last resort.
       - V(instance-id), V(private-ip-address), V(private-dns-name), V(ip-address) (public IP), V(dns-name) (public DNS name),
-        or V(tag:<key>) for the value of a tag, such as V(tag:Name). These are the names of M(amazon.aws.aws_ec2#inventory)'s
+        or V(tag:<key>) for the value of a tag, such as V(tag:Name). These are the names of P(amazon.aws.aws_ec2#inventory)'s
         O(hostnames) option.
       - V(private-ip), V(private-dns), V(public-ip) and V(public-dns) are accepted as shorter names.
       - Two instances with the same host name are an error (an Auto Scaling group often gives all its instances one
@@ -63,11 +63,13 @@ options:
     default: ''
 notes:
   - "Host variables: C(instance_id), C(availability_zone), C(private_ip_address), C(private_dns_name), C(public_ip_address),
-    C(public_dns_name), C(instance_state), C(instance_type), C(platform), C(vpc_id), C(subnet_id), C(image_id), C(launch_time),
-    C(ec2_tags) (a dict of the instance's tags; not C(tags), a reserved name that Ansible warns about); C(target_groups) (a list of dicts with C(name), C(arn), C(port), C(state), C(reason), C(description), one
-    per registration), C(target_group_names), C(target_group_arns), C(target_port) (the port of the first registration) and
-    C(target_health) (the least healthy state of all registrations, from best to worst C(healthy), C(initial), C(unused),
-    C(draining), C(unhealthy.draining), C(unavailable), C(unhealthy))."
+    C(public_dns_name), C(instance_state), C(instance_type), C(platform), C(vpc_id), C(subnet_id), C(image_id), C(launch_time)."
+  - "C(ec2_tags): a dict of the instance's tags (not C(tags), a reserved name that Ansible warns about, as P(amazon.aws.aws_ec2#inventory)
+    does since it added C(ec2_tags))."
+  - "C(target_groups): a list of dicts with C(name), C(arn), C(port), C(state), C(reason), C(description), one per registration;
+    C(target_group_names), C(target_group_arns); C(target_port), the port of the first registration; C(target_health), the least
+    healthy state of all registrations, from best to worst C(healthy), C(initial), C(unused), C(draining), C(unhealthy.draining),
+    C(unavailable), C(unhealthy)."
   - The calls are DescribeTargetGroups, DescribeTargetHealth and DescribeInstances; the IAM policy needs
     C(elasticloadbalancing:DescribeTargetGroups), C(elasticloadbalancing:DescribeTargetHealth) and C(ec2:DescribeInstances).
 seealso:
@@ -108,7 +110,7 @@ groups:
   in_service: target_health == 'healthy'
 compose:
   ansible_connection: "'winrm'"
-  ansible_port: 5986
+  ansible_port: "5986"
   ansible_winrm_transport: "'kerberos'"
 cache: true
 cache_plugin: ansible.builtin.jsonfile
@@ -116,14 +118,13 @@ cache_connection: ~/.cache/ansible-inventory
 cache_timeout: 300
 """
 
-from ansible.errors import AnsibleParserError
-from ansible.module_utils.common.text.converters import to_native
-from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
-from ansible.utils.display import Display
+from ansible.errors import AnsibleParserError  # noqa: E402
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable  # noqa: E402
+from ansible.utils.display import Display  # noqa: E402
 
-from ansible_collections.immune.canary.plugins.module_utils._aws import HAS_BOTO3, aws_client
-from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
-from ansible_collections.immune.canary.plugins.module_utils._target_group_inventory import build_hosts, collect, validate_options
+from ansible_collections.immune.canary.plugins.module_utils._aws import HAS_BOTO3, aws_client  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._target_group_inventory import build_hosts, collect, validate_options  # noqa: E402
 
 display = Display()
 
@@ -191,12 +192,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             for var, value in host['vars'].items():
                 self.inventory.set_variable(name, var, value)
             hostvars = self.inventory.get_host(name).get_vars()
-            try:
-                self._set_composite_vars(self.get_option('compose'), hostvars, name, strict=strict)
-                self._add_host_to_composed_groups(self.get_option('groups'), hostvars, name, strict=strict)
-                self._add_host_to_keyed_groups(self.get_option('keyed_groups'), hostvars, name, strict=strict)
-            except Exception as exc:  # a user's Jinja expression; name the host
-                raise AnsibleParserError('Failed to build the groups and variables of host %s: %s' % (name, to_native(exc))) from exc
+            self._set_composite_vars(self.get_option('compose'), hostvars, name, strict=strict)
+            self._add_host_to_composed_groups(self.get_option('groups'), hostvars, name, strict=strict)
+            self._add_host_to_keyed_groups(self.get_option('keyed_groups'), hostvars, name, strict=strict)
         for group, members in groups.items():
             for name in members:
                 self.inventory.add_child(group, name)
