@@ -8,7 +8,7 @@ GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup build test sanity lint ruff unit integration e2e bench demo clean
+.PHONY: setup build test sanity lint ruff unit integration e2e bench demo clean docs-lint changelog-lint
 
 $(VENV)/.done: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ $(GET_PIP): tools/get_pip.py
 build: setup
 	$(BIN)/python tools/build_collection.py
 
-test: ruff sanity lint unit integration e2e
+test: ruff sanity lint docs-lint changelog-lint unit integration e2e
 
 ruff: setup
 	$(BIN)/ruff check .
@@ -37,6 +37,15 @@ lint: build
 	@if ls roles/*/tasks >/dev/null 2>&1 || ls playbooks/*.yml >/dev/null 2>&1; then \
 		$(BIN)/ansible-lint --offline roles playbooks; \
 	else echo "ansible-lint: no roles or playbooks yet"; fi
+
+# Plugin and role docs as the Ansible docsite would render them (schema, markup, RST).
+docs-lint: build
+	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs $(COLL)
+
+# Changelog fragments and changelogs/changelog.yaml.
+changelog-lint: setup
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 
 unit: build
 	$(BIN)/pytest -q tests/unit
