@@ -11,13 +11,15 @@ import yaml
 from doubles.moto_alb import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, MotoALB
 from support.ansible_runner import BIN, ROOT, ansible_env
 
-REGION = 'ap-south-1'
+# The region of inventory/app.target_group.yml, so that the example runs as shipped.
+REGION = 'eu-west-1'
 
 
 @pytest.fixture(scope='module')
 def alb():
     with MotoALB(region=REGION) as harness:
-        made = harness.seed(instances=3, orphan_group='orphan')
+        made = harness.seed(instances=3, groups=(('web-https', 'HTTPS', 443), ('web-http', 'HTTP', 80), ('app-https', 'HTTPS', 443)),
+                            orphan_group='orphan')
         ec2, elbv2 = harness.client('ec2'), harness.client('elbv2')
         made['ip_group'] = elbv2.create_target_group(Name='by-address', Protocol='HTTP', Port=80, VpcId=made['vpc_id'],
                                                      TargetType='ip')['TargetGroups'][0]['TargetGroupArn']
@@ -170,20 +172,17 @@ def test_a_file_not_named_target_group_yml_is_declined(alb, tmp_path):
     assert 'declined parsing %s as it did not pass its verify_file() method' % path in proc.stdout + proc.stderr
 
 
-def test_the_example_inventory_works(tmp_path):
+def test_the_example_inventory_works(alb, tmp_path):
     """inventory/app.target_group.yml as shipped, against a fleet in its region."""
     example = ROOT / 'inventory' / 'app.target_group.yml'
-    with MotoALB(region='eu-west-1') as harness:
-        made = harness.seed(instances=2, groups=(('app-https', 'HTTPS', 443),))
-        harness.client('ec2').create_tags(Resources=made['instances'][:1], Tags=[{'Key': 'Name', 'Value': 'web-01'}])
-        env = {'AWS_ACCESS_KEY_ID': FAKE_ACCESS_KEY, 'AWS_SECRET_ACCESS_KEY': FAKE_SECRET_KEY, 'AWS_URL': harness.endpoint_url}
-        config = yaml.safe_load(example.read_text(encoding='utf-8'))
-        config.pop('plugin')
-        proc, listing = run_inventory(tmp_path, config, env=env)
+    env = {'AWS_ACCESS_KEY_ID': FAKE_ACCESS_KEY, 'AWS_SECRET_ACCESS_KEY': FAKE_SECRET_KEY, 'AWS_URL': alb.endpoint_url}
+    config = yaml.safe_load(example.read_text(encoding='utf-8'))
+    config.pop('plugin')
+    proc, listing = run_inventory(tmp_path, config, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert sorted(listing['_meta']['hostvars']) == sorted(['web-01', made['instances'][1]])
-    assert members(listing, 'app_https') == members(listing, 'health_healthy') == sorted(listing['_meta']['hostvars'])
+    assert sorted(listing['_meta']['hostvars']) == ['web-01', 'web-02', 'web-03']
+    assert members(listing, 'app_https') == members(listing, 'health_healthy') == ['web-01', 'web-02', 'web-03']
     for hostvars in listing['_meta']['hostvars'].values():
         assert (hostvars['ansible_connection'], hostvars['ansible_port']) == ('winrm', 5986)
         assert hostvars['ansible_host'] == hostvars['private_ip_address']
-        assert hostvars['instance_id'] in made['instances']
+        assert hostvars['instance_id'] in alb.made['instances']
