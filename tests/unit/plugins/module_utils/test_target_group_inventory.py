@@ -127,8 +127,9 @@ def test_host_name_is_the_first_source_with_a_value(hostnames, expected):
     ('tag:Name', 'web-01.corp.example.com'),
 ])
 def test_ansible_host_comes_from_the_chosen_source(source, expected):
-    fleet = data([target('web-https', 'i-1')], [facts('i-1', name='web-01.corp.example.com', public_ip_address='198.51.100.1',
-                                                     public_dns_name='ec2-198-51-100-1.eu-west-1.compute.amazonaws.com')])
+    instance = facts('i-1', name='web-01.corp.example.com', public_ip_address='198.51.100.1',
+                     public_dns_name='ec2-198-51-100-1.eu-west-1.compute.amazonaws.com')
+    fleet = data([target('web-https', 'i-1')], [instance])
     hosts, _groups, warnings = tgi.build_hosts(fleet, [], source)
     assert hosts[0]['vars']['ansible_host'] == expected
     assert warnings == []
