@@ -8,7 +8,7 @@ GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup build test sanity lint ruff unit integration e2e e2e-long bench demo clean faults soak package-test compat
+.PHONY: setup build test sanity lint ruff unit integration e2e e2e-long bench demo clean faults soak package-test compat docs-lint changelog-lint
 
 $(VENV)/.done: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,7 @@ build: setup
 	$(BIN)/python tools/build_collection.py
 
 test: ruff sanity lint unit integration e2e package-test compat
+test: ruff sanity lint docs-lint changelog-lint unit integration e2e
 
 ruff: setup
 	$(BIN)/ruff check .
@@ -37,6 +38,15 @@ lint: build
 	@if ls roles/*/tasks >/dev/null 2>&1 || ls playbooks/*.yml >/dev/null 2>&1; then \
 		$(BIN)/ansible-lint --offline roles playbooks; \
 	else echo "ansible-lint: no roles or playbooks yet"; fi
+
+# Plugin and role docs as the Ansible docsite would render them (schema, markup, RST).
+docs-lint: build
+	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs $(COLL)
+
+# Changelog fragments and changelogs/changelog.yaml.
+changelog-lint: setup
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 
 unit: build
 	$(BIN)/pytest -q tests/unit

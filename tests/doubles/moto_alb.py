@@ -123,7 +123,8 @@ class MotoALB:
 
     def _reset(self):
         request = urllib.request.Request(self.endpoint_url + '/moto-api/reset', data=b'', method='POST')
-        with urllib.request.urlopen(request, timeout=10) as response:
+        # Resetting every backend is CPU work: allow for a loaded machine.
+        with urllib.request.urlopen(request, timeout=60) as response:
             response.read()
 
     # -- clients and module options -------------------------------------
