@@ -25,8 +25,7 @@ $(GET_PIP): tools/get_pip.py
 build: setup
 	$(BIN)/python tools/build_collection.py
 
-test: ruff sanity lint unit integration e2e package-test compat
-test: ruff sanity lint docs-lint changelog-lint unit integration e2e
+test: ruff sanity lint docs-lint changelog-lint unit integration e2e package-test
 
 ruff: setup
 	$(BIN)/ruff check .
@@ -65,7 +64,9 @@ clean:
 e2e: build
 	$(BIN)/pytest -q -n 2 --dist loadfile tests/e2e
 
-# Longer end-to-end checks, not part of `make test` (the secrets audit: two rollouts at -vvvv).
+# Longer end-to-end checks, not part of `make test`: the secrets audit (two
+# rollouts at -vvvv), the fault-matrix subset, a 3-rollout soak and the
+# Jenkins/Octopus command lines, each a full rollout or more.
 e2e-long: build
 	$(BIN)/pytest -q tests/e2e_long
 
@@ -76,12 +77,12 @@ demo: build
 # in parallel); the table goes to stdout and tests/output/faults/table.txt.
 faults: build
 	rm -rf tests/output/faults
-	FAULTS=full $(BIN)/pytest -q -n 2 -p no:cacheprovider tests/e2e/test_faults.py; rc=$$?; \
+	FAULTS=full $(BIN)/pytest -q -n 2 -p no:cacheprovider tests/e2e_long/test_faults.py; rc=$$?; \
 	$(BIN)/python tests/support/faults.py tests/output/faults; exit $$rc
 
 # 20 rollouts, good and bad builds alternating, random faults (SOAK_SEED=N replays).
 soak: build
-	SOAK_ROLLOUTS=$${SOAK_ROLLOUTS:-20} $(BIN)/pytest -q -s -p no:cacheprovider tests/e2e/test_soak.py
+	SOAK_ROLLOUTS=$${SOAK_ROLLOUTS:-20} $(BIN)/pytest -q -s -p no:cacheprovider tests/e2e_long/test_soak.py
 
 # The tarball `ansible-galaxy collection build` makes: nothing but the
 # collection in it, the execution environment's build context from it, and
