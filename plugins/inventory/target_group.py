@@ -18,7 +18,7 @@ description:
     need, so an inventory from this plugin works with the playbooks unchanged; add the WinRM connection variables
     with O(compose) or C(group_vars).
 author:
-  - immune.canary maintainers
+  - immune.canary maintainers (@immune)
 extends_documentation_fragment:
   - ansible.builtin.constructed
   - ansible.builtin.inventory_cache
