@@ -477,7 +477,7 @@ def save(data, final=False):
 
 def main(argv=None):
     global RESULTS  # pylint: disable=global-statement
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--quick', action='store_true', help='1 run, short bake, 6-host reconcile')
     parser.add_argument('--only', default='rollouts,detections,reconciles,gate', help='comma-separated parts to run')
     parser.add_argument('--results', default=str(RESULTS), help='directory for the JSON, summary and charts (default bench/results)')
