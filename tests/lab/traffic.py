@@ -79,8 +79,10 @@ class Traffic:
         return self.summary()
 
     def run(self, seconds):
+        """Send ``seconds`` of traffic and wait for every request to finish."""
         self.start(seconds)
         self._thread.join()
+        self._pool.shutdown(wait=True)
         return self.stop()
 
     def summary(self):
