@@ -13,7 +13,6 @@ from unittest import mock
 
 import pytest
 from ansible.module_utils import basic
-from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 
 from doubles.es_double import EsDouble
@@ -35,8 +34,13 @@ class _Fail(Exception):
 
 
 def run_main(module, args, check=False):
-    """(failed, result, warnings) of one run of ``module``'s main() with ``args``."""
+    """(failed, result, warnings) of one run of ``module``'s main() with ``args``.
+
+    Warnings are taken where the module gives them (``AnsibleModule.warn``):
+    once a controller-side plugin has been loaded in this process, ansible-core
+    shows them at once instead of collecting them for the result."""
     code = importlib.import_module('ansible_collections.immune.canary.plugins.modules.' + module)
+    warned = []
 
     def exit_json(_self, **result):
         raise _Exit(result)
@@ -44,16 +48,18 @@ def run_main(module, args, check=False):
     def fail_json(_self, msg, **result):
         raise _Fail(dict(result, msg=msg))
 
-    ansible_warnings._global_warnings.clear()  # pylint: disable=protected-access
+    def warn(_self, warning):
+        warned.append(warning)
+
     module_args = dict(args, _ansible_check_mode=check)
     with patch_module_args(module_args), mock.patch.object(basic.AnsibleModule, 'exit_json', exit_json), \
-            mock.patch.object(basic.AnsibleModule, 'fail_json', fail_json):
+            mock.patch.object(basic.AnsibleModule, 'fail_json', fail_json), mock.patch.object(basic.AnsibleModule, 'warn', warn):
         try:
             code.main()
         except _Exit as done:
-            return False, done.args[0], list(ansible_warnings.get_warning_messages())
+            return False, done.args[0], warned
         except _Fail as failed:
-            return True, failed.args[0], list(ansible_warnings.get_warning_messages())
+            return True, failed.args[0], warned
     raise AssertionError('%s.main() returned without exit_json or fail_json' % module)
 
 
