@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import sys
 import warnings
 from urllib.parse import quote, urlsplit
 
@@ -31,6 +32,13 @@ from ansible_collections.immune.canary.plugins.module_utils._common import Canar
 
 # Only the transport: importing the elasticsearch client package (and
 # botocore, needed for SigV4 alone) cost about half a CPU second per module run.
+# elastic_transport also imports its async HTTP libraries when they are
+# installed (aiohttp is in many execution environments): another 0.3 CPU s
+# for code a module never runs. They are hidden while it loads.
+_ASYNC_ONLY = ('aiohttp', 'httpx')
+_hidden = [name for name in _ASYNC_ONLY if name not in sys.modules]
+for _name in _hidden:
+    sys.modules[_name] = None  # `import aiohttp` raises ImportError, which elastic_transport expects
 try:
     from elastic_transport import JsonSerializer, NdjsonSerializer, NodeConfig, TextSerializer, Transport, TransportError, Urllib3HttpNode
     HAS_ELASTICSEARCH = True
@@ -39,6 +47,10 @@ except ImportError as exc:  # pragma: no cover - exercised by ansible-test impor
     HAS_ELASTICSEARCH = False
     ELASTICSEARCH_IMPORT_ERROR = exc
     Urllib3HttpNode = object
+finally:
+    for _name in _hidden:
+        if sys.modules.get(_name, False) is None:
+            del sys.modules[_name]
 
 RETRY_STATUSES = (429, 502, 503, 504)
 JSON = 'application/json'

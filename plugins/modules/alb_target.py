@@ -58,10 +58,10 @@ options:
     type: float
   poll_interval:
     description:
-      - Seconds between the first polls while waiting. The interval grows by half each poll, up to 15 seconds
-        (or this value, if larger), so that the ELBv2 API is not throttled.
+      - Seconds between the first polls while waiting. The interval grows by a quarter each poll, up to 5 seconds
+        (or this value, if larger), so that a wait ends soon after AWS is done without the ELBv2 API being throttled.
     type: float
-    default: 2.0
+    default: 1.0
   min_healthy:
     description:
       - Capacity guard for O(state=absent). The module fails, before deregistering anything, if any group in which

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import elasticsearch
 import pytest
 
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
 from ansible_collections.immune.canary.plugins.module_utils._deploy_event import EventWriter, build_event
+from ansible_collections.immune.canary.plugins.module_utils import _elasticsearch as elasticsearch_layer
 from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import EsClient
 from ansible_collections.immune.canary.plugins.module_utils._gate import selection_filter
 from doubles.es_double import EsDouble
@@ -246,3 +251,20 @@ def test_tls_with_a_private_ca_and_the_verify_certs_warning(tmp_path):
         insecure = client_for(double, es_verify_certs=False)
         assert insecure.info().major == 9
         assert insecure.warnings == ['es_verify_certs is false: the Elasticsearch server certificate is not verified']
+
+
+def test_loading_the_layer_leaves_the_async_http_libraries_alone():
+    """A module never runs async code: elastic_transport is loaded without
+    aiohttp (0.3 CPU s), and aiohttp stays importable for anything else."""
+    pytest.importorskip('aiohttp')
+    build = Path(elasticsearch_layer.__file__).resolve().parents[5]  # the directory that holds ansible_collections/
+    code = ('import sys\n'
+            'from ansible_collections.immune.canary.plugins.module_utils import _elasticsearch as es\n'
+            'assert es.HAS_ELASTICSEARCH, es.ELASTICSEARCH_IMPORT_ERROR\n'
+            'loaded = "aiohttp" in sys.modules\n'
+            'import aiohttp\n'
+            'print(loaded, aiohttp.__name__)\n')
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=False, timeout=60,
+                          env={'PYTHONPATH': str(build), 'PATH': '/usr/bin:/bin'})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ['False', 'aiohttp']

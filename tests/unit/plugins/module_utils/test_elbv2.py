@@ -234,7 +234,7 @@ def test_present_registers_then_waits_with_backoff_until_healthy(stubbed):
     for state in ('initial', 'initial', 'initial', 'healthy'):
         expect_health(stubber, 'web', describe(TARGET, state), describe(OTHERS[0], 'healthy'))
     result = run(client, clock, state='present')
-    assert clock.sleeps == [2.0, 3.0, 4.5]
+    assert clock.sleeps == [1.0, 1.25, 1.562]  # the fake clock keeps milliseconds
     assert result['changed'] is True
     assert result['target_groups'][0]['target_state'] == 'healthy'
     assert result['target_groups'][0]['healthy_count'] == 2
@@ -246,26 +246,27 @@ def test_backoff_is_capped_by_the_maximum_interval(stubbed):
     client, stubber = stubbed
     clock = FakeClock()
     expect_group(stubber, 'web')
-    for _poll in range(8):
+    for _poll in range(11):
         expect_health(stubber, 'web', describe(TARGET, 'initial'))
     expect_health(stubber, 'web', describe(TARGET, 'healthy'))
     result = run(client, clock, state='present', wait_timeout=600)
     assert result['changed'] is False
-    assert clock.sleeps == [2.0, 3.0, 4.5, 6.75, 10.125, 15.0, 15.0, 15.0]
+    # A quarter more each poll, from 1 s, capped at 5 s.
+    assert clock.sleeps == [1.0, 1.25, 1.562, 1.953, 2.441, 3.052, 3.815, 4.768, 5.0, 5.0, 5.0]
 
 
 def test_timeout_with_a_terminal_reason_keeps_waiting_and_shows_it(stubbed):
     client, stubber = stubbed
     clock = FakeClock()
     expect_group(stubber, 'web')
-    for _poll in range(6):
+    for _poll in range(10):
         expect_health(stubber, 'web', describe(TARGET, 'unhealthy', reason='Target.FailedHealthChecks', description='Health checks failed'))
     with pytest.raises(CanaryError) as info:
         run(client, clock, state='present', wait_timeout=20)
     assert info.value.message == (
         'Failed to wait for target %s to become healthy in 1 target group(s): timed out after 20.0 s; '
         'last observed: web: unhealthy (Target.FailedHealthChecks: Health checks failed)' % TARGET)
-    assert sum(clock.sleeps) == pytest.approx(20.0)
+    assert sum(clock.sleeps) == pytest.approx(20.0, abs=0.01)
     assert info.value.details['target_groups'][0]['reason'] == 'Target.FailedHealthChecks'
     assert info.value.details['changed'] is False
 
@@ -276,7 +277,7 @@ def test_default_timeout_for_absent_follows_the_deregistration_delay(stubbed):
     expect_group(stubber, 'web', delay=10)
     expect_health(stubber, 'web', describe(TARGET, 'healthy'), describe(OTHERS[0], 'healthy'))
     stubber.add_response('deregister_targets', {}, {'TargetGroupArn': ARN % 'web', 'Targets': [{'Id': TARGET, 'Port': 80}]})
-    for _poll in range(7):
+    for _poll in range(14):
         expect_health(stubber, 'web', describe(TARGET, 'draining', reason='Target.DeregistrationInProgress'), describe(OTHERS[0], 'healthy'))
     with pytest.raises(CanaryError) as info:
         run(client, clock, state='absent')
