@@ -13,7 +13,7 @@ import time
 import pytest
 
 from support.ansible_runner import BIN, ansible_env
-from support.e2e import FAST, PLAYBOOKS, Scenario, applied_scripts, assert_fleet_converged, outcomes, start_lab
+from support.e2e import FAST, PLAYBOOKS, Scenario, applied_scripts, assert_fleet_converged, outcomes, running, start_lab
 
 SITE = 'app.example.com-%s'
 
@@ -41,7 +41,7 @@ def test_serial_one_then_half_on_five_hosts(tmp_path):
     lab = start_lab(tmp_path / 'lab', 5, '127.0.22', region='eu-west-3')
     try:
         scenario = Scenario(lab, tmp_path)
-        run = scenario.play('deploy.yml', dict(scenario.release(2), rollout_serial=[1, '50%']), rps=40)
+        run = scenario.play('deploy.yml', dict(scenario.release(2), rollout_serial=[1, '50%']), rps=20)
         assert run.rc == 0, run.stdout[-3000:]
         assert set(outcomes(run).values()) == {'promoted'}
         assert run.customers['failures'] == 0, run.customers
@@ -111,7 +111,17 @@ def test_pause_after_first_waits_at_the_prompt_on_a_terminal(tmp_path):
         assert {h: s['running'] for h, s in lab.state()['hosts'].items()} == {'web1': [SITE % 2], 'web2': [SITE % 1]}
         time.sleep(1)
         assert proc.poll() is None  # it waits
+        waiting = lab.es.get_source('canary-locks', 'app.example.com')
         os.write(master, b'\r')
+        # After the wait the run extends its deploy lock before it goes on.
+        deadline = time.monotonic() + 60
+        lock = waiting
+        while lock is not None and lock['expires_at'] == waiting['expires_at'] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            lock = lab.es.get_source('canary-locks', 'app.example.com')
+        assert lock is not None and lock['holder'] == waiting['holder'], (waiting, lock)
+        assert lock['expires_at'] > waiting['expires_at'] and lock['acquired_at'] == waiting['acquired_at']
+        assert running(lab)['web2'] == [SITE % 1]  # before the next host is touched
         output += read_until(master, None, proc, 300)
         assert proc.wait(30) == 0, output.decode(errors='replace')[-3000:]
         assert_fleet_converged(lab, SITE % 2)

@@ -16,7 +16,7 @@ import pytest
 
 from lab.traffic import Traffic
 from support.ansible_runner import ansible_env
-from support.e2e import FAST, ROOT, assert_fleet_converged, start_lab
+from support.e2e import CUSTOMER_RPS, FAST, ROOT, assert_fleet_converged, start_lab
 
 JENKINSFILE = ROOT / 'extras' / 'jenkins' / 'Jenkinsfile'
 OCTOPUS = ROOT / 'extras' / 'octopus' / 'deploy.sh'
@@ -59,7 +59,7 @@ def _workspace(lab, tmp_path):
 
 
 def _run(lab, script, env, cwd):
-    traffic = Traffic(lab.plane.url, 30, lab.ca.ca_path, 'app.example.com').start()
+    traffic = Traffic(lab.plane.url, CUSTOMER_RPS, lab.ca.ca_path, 'app.example.com').start()
     try:
         done = subprocess.run(['bash', '-c', script], cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=900)
     finally:

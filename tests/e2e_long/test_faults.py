@@ -52,7 +52,8 @@ the old one), registered and healthy; a sampler polling the lab's routable
 targets every 100 ms never saw fewer than ``rollout_min_healthy``; the exit
 code and the JSON report name the result, each host's outcome, the failed
 host, its failed step and reason; the run's deploy events in Elasticsearch
-are exactly the expected ones.
+are exactly the expected ones; the deploy lock is released (after es-down it
+cannot be: it names the run, and is cleared before the next case).
 
 CI runs a subset (``CI_CASES``); ``make faults`` runs all 72 cases
 (``FAULTS=full``, two labs in parallel) and prints the table.

@@ -16,7 +16,9 @@ promoted, else the old one), registered and healthy; never fewer than
 report (0 exactly when promoted); without a fault a good build is promoted
 and a bad one aborted; the run's started and closing events and one event
 per promoted or reverted host are in Elasticsearch unless it was down; a
-killed controller is recovered by rollback.yml.
+killed controller is recovered by rollback.yml; the deploy lock is
+released, except after an Elasticsearch outage that lasted to the end of
+the run (then it names the run, and is cleared before the next one).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from support.e2e import start_lab
-from support.faults import FAULTS, HOSTS, MIN_HEALTHY, PHASES, WARMUP_THRESHOLD_MS, Runner, outcomes_of
+from support.faults import FAULTS, HOSTS, MIN_HEALTHY, PHASES, WARMUP_THRESHOLD_MS, Runner, expected_lock, outcomes_of
 from support.invariants import check_capacity, check_fleet, run_events
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +57,8 @@ def check_rollout(lab, result, build, fault):
     problems = []
     run, report = result['run'], result['report']
     problems += check_capacity(result['sampler'], MIN_HEALTHY)
+    if result['lock_left'] != expected_lock(result):
+        problems.append('deploy lock after the run: held by %s, expected %s' % (result['lock_left'], expected_lock(result) or 'released'))
     if run.rc < 0:
         rollback = result['rollback']
         if rollback is None or rollback.rc != 0:

@@ -8,73 +8,23 @@ ansible-playbook to prove the same holds as users run it.
 
 from __future__ import annotations
 
-import importlib
-from unittest import mock
-
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from doubles.es_double import EsDouble
 from doubles.https_app import App, serving_app
 from doubles.moto_alb import MotoALB
-from doubles.winrm_double import WinRMDouble, client_params
+from doubles.winrm_double import client_params
 from support.ansible_runner import run_module
+from support.module_main import run_main
 from support.tls import TestCA
 
 SHA = 'sha256:' + 'a' * 64
-
-
-class _Exit(Exception):
-    pass
-
-
-class _Fail(Exception):
-    pass
-
-
-def run_main(module, args, check=False):
-    """(failed, result, warnings) of one run of ``module``'s main() with ``args``.
-
-    Warnings are taken where the module gives them (``AnsibleModule.warn``):
-    once a controller-side plugin has been loaded in this process, ansible-core
-    shows them at once instead of collecting them for the result."""
-    code = importlib.import_module('ansible_collections.immune.canary.plugins.modules.' + module)
-    warned = []
-
-    def exit_json(_self, **result):
-        raise _Exit(result)
-
-    def fail_json(_self, msg, **result):
-        raise _Fail(dict(result, msg=msg))
-
-    def warn(_self, warning):
-        warned.append(warning)
-
-    module_args = dict(args, _ansible_check_mode=check)
-    with patch_module_args(module_args), mock.patch.object(basic.AnsibleModule, 'exit_json', exit_json), \
-            mock.patch.object(basic.AnsibleModule, 'fail_json', fail_json), mock.patch.object(basic.AnsibleModule, 'warn', warn):
-        try:
-            code.main()
-        except _Exit as done:
-            return False, done.args[0], warned
-        except _Fail as failed:
-            return True, failed.args[0], warned
-    raise AssertionError('%s.main() returned without exit_json or fail_json' % module)
 
 
 @pytest.fixture(scope='module')
 def es():
     with EsDouble('es8') as running:
         yield running
-
-
-@pytest.fixture(scope='module')
-def winrm():
-    with WinRMDouble() as double:
-        double.add_host('web1')
-        double.running = double.listen('web1')
-        yield double
 
 
 @pytest.fixture(scope='module')

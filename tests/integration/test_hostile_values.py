@@ -6,11 +6,11 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from test_bad_input import run_main
 
 from ansible_collections.immune.canary.plugins.module_utils._iis_scripts import PACKAGE
 from doubles.es_double import EsDouble, iis_log_docs
-from doubles.winrm_double import WinRMDouble, client_params
+from doubles.winrm_double import client_params
+from support.module_main import run_main
 
 HOSTILE = [
     "it's",
@@ -35,14 +35,6 @@ def es():
         for app in ('app-1', 'app-2'):
             running.index_docs('iis-logs-hostile', iis_log_docs(40, 'web1', app, now - datetime.timedelta(seconds=50), now, error_rate=0.5))
         yield running
-
-
-@pytest.fixture(scope='module')
-def winrm():
-    with WinRMDouble() as double:
-        double.add_host('web1')
-        double.running = double.listen('web1')
-        yield double
 
 
 @pytest.mark.parametrize('value', HOSTILE, ids=IDS)

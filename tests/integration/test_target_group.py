@@ -7,12 +7,15 @@ import subprocess
 
 import pytest
 import yaml
+from ansible.release import __version__ as ANSIBLE_CORE_VERSION
 
 from doubles.moto_alb import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, MotoALB
 from support.ansible_runner import BIN, ROOT, ansible_env
 
 # The region of inventory/app.target_group.yml, so that the example runs as shipped.
 REGION = 'eu-west-1'
+# ansible-inventory has --flush-cache from ansible-core 2.19 on.
+FLUSH_OPTION = tuple(int(part) for part in ANSIBLE_CORE_VERSION.split('.')[:2]) >= (2, 19)
 
 
 @pytest.fixture(scope='module')
@@ -86,7 +89,8 @@ def test_hosts_groups_and_constructed_features(alb, tmp_path):
     assert web1['target_group_arns'] == [made['groups']['web-https'], made['groups']['web-http']]
     assert [(g['name'], g['port'], g['state']) for g in web1['target_groups']] == [('web-https', 443, 'healthy'), ('web-http', 80, 'healthy')]
     assert (web1['target_port'], web1['target_health']) == (443, 'healthy')
-    assert (web1['ansible_connection'], web1['ansible_port'], web1['winrm_name']) == ('winrm', 5986, 'web-01.corp.example.com')
+    # ansible-core 2.18 renders composed values as text, 2.19 keeps their type.
+    assert (web1['ansible_connection'], str(web1['ansible_port']), web1['winrm_name']) == ('winrm', '5986', 'web-01.corp.example.com')
 
     # A group per target group, keyed groups, conditional groups.
     assert members(listing, 'web_https') == members(listing, 'web_http') == ['web-01', 'web-02', 'web-03']
@@ -136,7 +140,12 @@ def test_cache_serves_the_fleet_until_flushed(alb, tmp_path):
     assert members(listing, 'build_b1') == ['web-01', 'web-02', 'web-03']     # from the cache
     assert 'build_b2' not in listing
 
-    proc, listing = run_inventory(tmp_path, config, '--flush-cache')
+    if FLUSH_OPTION:
+        proc, listing = run_inventory(tmp_path, config, '--flush-cache')
+    else:  # ansible-inventory 2.18 has no --flush-cache: remove the cache files, which is what flushing does
+        for entry in cache_dir.iterdir():
+            entry.unlink()
+        proc, listing = run_inventory(tmp_path, config)
     assert proc.returncode == 0, proc.stderr
     assert members(listing, 'build_b2') == ['web-01', 'web-02', 'web-03']
     assert 'build_b1' not in listing
@@ -183,6 +192,6 @@ def test_the_example_inventory_works(alb, tmp_path):
     assert sorted(listing['_meta']['hostvars']) == ['web-01', 'web-02', 'web-03']
     assert members(listing, 'app_https') == members(listing, 'health_healthy') == ['web-01', 'web-02', 'web-03']
     for hostvars in listing['_meta']['hostvars'].values():
-        assert (hostvars['ansible_connection'], hostvars['ansible_port']) == ('winrm', 5986)
+        assert (hostvars['ansible_connection'], str(hostvars['ansible_port'])) == ('winrm', '5986')
         assert hostvars['ansible_host'] == hostvars['private_ip_address']
         assert hostvars['instance_id'] in alb.made['instances']

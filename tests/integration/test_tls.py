@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_bad_input import run_main
 
 from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import ES_ARGUMENT_SPEC
 from ansible_collections.immune.canary.plugins.module_utils._winrm import winrm_argument_spec
 from doubles.es_double import EsDouble
 from doubles.https_app import App, serving_app
 from doubles.winrm_double import WinRMDouble, client_params
+from support.module_main import run_main
 from support.servers import server_tls_context
 from support.tls import TestCA
 

@@ -14,6 +14,8 @@ import json
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 if __package__ in (None, ''):
@@ -21,10 +23,11 @@ if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / '.build'))
 
 from lab.traffic import Traffic  # noqa: E402  pylint: disable=wrong-import-position
-from support.e2e import FAST, PLAYBOOKS  # noqa: E402  pylint: disable=wrong-import-position
+from support.e2e import CUSTOMER_RPS, FAST, PLAYBOOKS  # noqa: E402  pylint: disable=wrong-import-position
 from support.invariants import CapacitySampler, LivePlaybook, check_capacity, check_fleet, run_events  # noqa: E402  pylint: disable=wrong-import-position
 
 APP = 'app.example.com'
+LOCK_INDEX = 'canary-locks'  # the role's rollout_lock_index
 HOSTS = ('web1', 'web2')
 FAULTS = ('es-down', 'winrm-down', 'site-crash', 'health-fail', 'aws-throttle', 'sigkill')
 PHASES = ('drain', 'deploy', 'warm', 'admit', 'bake', 'revert')
@@ -236,7 +239,7 @@ class Runner:
     """Runs cases one after the other in one lab; each starts from the fleet
     the previous one left (every host on one site)."""
 
-    def __init__(self, lab, workdir, rps=30):
+    def __init__(self, lab, workdir, rps=CUSTOMER_RPS):
         self.lab = lab
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -294,12 +297,31 @@ class Runner:
             customers = traffic.stop() if traffic else None
         report = json.loads(report_path.read_text()) if report_path.exists() else None
         return {
+            'fault': fault, 'lock_left': clear_lock(lab),
             'run': run, 'rollback': rollback, 'report': report, 'run_id': run_id, 'old_site': old_site, 'new_site': new_site,
             'sampler': sampler, 'customers': customers, 'seconds': time.monotonic() - started,
             'injected': injector is None or injector.injected_at is not None, 'hook_errors': live.errors,
             'injector_notes': injector.notes if injector else [],
             'timeline': timeline(live, started, injector),
         }
+
+
+def clear_lock(lab):
+    """The run id of a deploy lock still held after the run, cleared as an
+    operator would (with ``DELETE``) so that the next case can run; else None."""
+    lock = lab.es.get_source(LOCK_INDEX, APP)
+    if lock is None:
+        return None
+    request = urllib.request.Request('%s/%s/_doc/%s' % (lab.es.url, LOCK_INDEX, urllib.parse.quote(APP, safe='')), method='DELETE')
+    with urllib.request.urlopen(request, timeout=10):  # nosec - the lab's loopback double
+        pass
+    return (lock.get('holder') or {}).get('run_id', '?')
+
+
+def expected_lock(result):
+    """Whose lock may stay after the run: the run's own when Elasticsearch
+    was down at its end (the release could not reach it), else nobody's."""
+    return result['run_id'] if result['fault'] == 'es-down' and result['injected'] else None
 
 
 def timeline(live, started, injector):
@@ -346,6 +368,9 @@ def check_result(lab, result, expected):
             problems.append('rollback.yml failed: rc %s %s' % (rollback and rollback.rc, rollback and rollback.stdout[-1500:]))
     else:
         problems += check_report(run, report, expected)
+    wanted_lock = expected_lock(result)
+    if result['lock_left'] != wanted_lock:
+        problems.append('deploy lock after the run: held by %s, expected %s' % (result['lock_left'], wanted_lock or 'released'))
     if expected.events is not None:
         try:
             events = run_events(lab, result['run_id'])

@@ -110,6 +110,7 @@ def test_markdown_table_marks_missed_targets():
 
 
 def test_chart_writes_a_png(tmp_path):
+    pytest.importorskip('matplotlib')  # requirements-bench.txt; not in the ansible-core 2.18 venv
     traffic = [(10.0 + i * 0.1, i % 17 != 0, 5.0 + i % 7) for i in range(400)]
     path = rr.chart(str(tmp_path / 'one.png'), 'test', traffic, rr.phases(RECORDS), 10.0, 52.0, marks=[(28.0, 'admitted')])
     with open(path, 'rb') as handle:

@@ -9,9 +9,9 @@ from pathlib import Path
 import elasticsearch
 import pytest
 
+from ansible_collections.immune.canary.plugins.module_utils import _elasticsearch as elasticsearch_layer
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
 from ansible_collections.immune.canary.plugins.module_utils._deploy_event import EventWriter, build_event
-from ansible_collections.immune.canary.plugins.module_utils import _elasticsearch as elasticsearch_layer
 from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import EsClient
 from ansible_collections.immune.canary.plugins.module_utils._gate import selection_filter
 from doubles.es_double import EsDouble
