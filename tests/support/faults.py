@@ -2,8 +2,8 @@
 host, during a real deploy.yml run against the lab with customers' traffic;
 then the invariants (support.invariants) and the expected outcome.
 
-Used by tests/e2e_long/test_faults.py (CI subset and ``make faults``) and
-tests/e2e_long/test_soak.py. ``python tests/support/faults.py DIR`` prints the
+Used by tests/e2e/test_faults.py (CI subset and ``make faults``) and
+tests/e2e/test_soak.py. ``python tests/support/faults.py DIR`` prints the
 table of the rows the tests wrote to DIR.
 """
 
@@ -131,7 +131,7 @@ def expect(case):
     raise ValueError('unknown fault %r' % fault)
 
 
-# How long each fault lasts: the module docstring of tests/e2e_long/test_faults.py explains why.
+# How long each fault lasts: the module docstring of tests/e2e/test_faults.py explains why.
 CLEARED = {
     'es-down': 'at the end of the run',
     'winrm-down': 'after the host refused %d WinRM connections (or at the end of the run)' % WINRM_DROPS,

@@ -111,7 +111,7 @@ def test_soak_plan_is_reproducible_and_alternates_builds():
 def _soak_module():
     import importlib.util  # pylint: disable=import-outside-toplevel
     from pathlib import Path  # pylint: disable=import-outside-toplevel
-    path = Path(__file__).resolve().parents[1] / 'e2e_long' / 'test_soak.py'
+    path = Path(__file__).resolve().parents[1] / 'e2e' / 'test_soak.py'
     spec = importlib.util.spec_from_file_location('soak_under_test', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

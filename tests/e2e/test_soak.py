@@ -6,7 +6,7 @@ Bad builds alternate between 20 % errors (the gate catches them in the bake)
 and 1.2 s responses (three times the warm-up's 400 ms threshold: caught
 before the host takes traffic). Faults, hosts and phases come from a seeded
 random generator: the seed is printed, ``SOAK_SEED=<seed>`` replays a run,
-``SOAK_ROLLOUTS`` sets the count (CI: 3; ``make soak``: 20). A fault whose
+``SOAK_ROLLOUTS`` sets the count (CI: 2; ``make soak``: 20). A fault whose
 phase never comes (web2's phases after web1 failed, a revert in a good
 rollout) is reported as not injected.
 
@@ -113,7 +113,7 @@ def test_soak(soak_lab, tmp_path):
     from support.faults import observed  # pylint: disable=import-outside-toplevel
 
     seed = int(os.environ.get('SOAK_SEED') or random.SystemRandom().randrange(1, 10 ** 6))
-    count = int(os.environ.get('SOAK_ROLLOUTS') or 3)
+    count = int(os.environ.get('SOAK_ROLLOUTS') or 2)
     print('soak seed %d, %d rollouts' % (seed, count), flush=True)
     runner = Runner(soak_lab, tmp_path)
     rows, failures = [], []

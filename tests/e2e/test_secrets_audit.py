@@ -1,7 +1,5 @@
 """The secrets audit, end to end: a good and a failing rollout at -vvvv with marker secrets (WinRM password, AWS secret
 key, Elasticsearch API key, webhook token); no marker may show in any output, report, event, notification or lab record.
-
-Not part of ``make test`` (two full rollouts at -vvvv): ``make e2e-long``.
 """
 
 from __future__ import annotations
