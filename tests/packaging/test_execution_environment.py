@@ -99,3 +99,12 @@ def test_the_collection_requirements_are_the_tested_ones_with_lower_bounds_only(
         assert {spec.operator for spec in requirement.specifier} == {'>='}, requirement
         lower = {spec.version for spec in tested[name].specifier if spec.operator == '>='}
         assert {spec.version for spec in requirement.specifier} == lower, name
+
+
+def test_the_image_can_talk_kerberos_to_domain_joined_hosts():
+    collection = _requirements((ROOT / 'meta' / 'ee-requirements.txt').read_text())
+    assert 'kerberos' in collection['pywinrm'].extras
+    bindep = _bindep((ROOT / 'meta' / 'ee-bindep.txt').read_text())
+    # kinit at run time; the Kerberos headers only to build the bindings.
+    assert {'krb5-workstation [platform:rpm]', 'krb5-user [platform:dpkg]'} <= set(bindep)
+    assert {'krb5-devel [platform:rpm compile]', 'libkrb5-dev [platform:dpkg compile]'} <= set(bindep)

@@ -112,8 +112,64 @@ def test_extra_vars_are_role_options(template):
 
 
 def test_the_controller_playbook_reads_only_fields_every_template_has():
-    text = (AWX / 'configure.yml').read_text()
-    fields = set(re.findall(r'item\.([a-z_]+)', text))
+    plays = yaml.safe_load((AWX / 'configure.yml').read_text())
+    (task,) = [t for t in plays[0]['tasks'] if 'ansible.controller.job_template' in t]
+    fields = set(re.findall(r'item\.([a-z_]+)', json.dumps(task)))
     assert fields >= {'name', 'playbook', 'extra_vars', 'survey_enabled', 'related'}
     for template in TEMPLATES:
         assert sorted(fields - set(template)) == [], template['name']
+
+
+WORKFLOWS = json.loads((AWX / 'workflow.json').read_text())['workflow_job_templates']
+
+
+def _edges(workflow, kind):
+    return {(n['identifier'], t['identifier']) for n in workflow['workflow_nodes'] for t in n['related'][kind]}
+
+
+def test_the_workflow_runs_the_first_batch_asks_a_person_then_the_rest_or_rolls_back():
+    (workflow,) = WORKFLOWS
+    nodes = {n['identifier']: n for n in workflow['workflow_nodes']}
+    names = {t['name'] for t in TEMPLATES}
+    for node in nodes.values():
+        template = node['unified_job_template']
+        assert set(node['related']) == {'success_nodes', 'failure_nodes', 'always_nodes', 'credentials'}
+        if template['type'] == 'job_template':
+            assert template['name'] in names, template['name']
+        else:
+            assert template['type'] == 'workflow_approval' and template['timeout'] > 0
+    first, approve, rest, back = (nodes[i] for i in ('first-batch', 'approve', 'rest', 'roll-back-first-batch'))
+    assert first['extra_data'] == {'rollout_stop_after_first': True}
+    assert rest['extra_data'] == {'rollout_allow_mixed': True}
+    assert (first['unified_job_template']['name'], rest['unified_job_template']['name']) == ('immune.canary deploy',) * 2
+    assert back['unified_job_template']['name'] == 'immune.canary rollback' and back['extra_data'] == {}
+    assert approve['unified_job_template']['type'] == 'workflow_approval'
+    # Approved: the rest. Denied or timed out: the first batch back on its fallback (no version named).
+    assert _edges(workflow, 'success_nodes') == {('first-batch', 'approve'), ('approve', 'rest')}
+    assert _edges(workflow, 'failure_nodes') == {('approve', 'roll-back-first-batch')}
+    assert _edges(workflow, 'always_nodes') == set()
+    assert SPECS['rollback']['options']['rollback_to']['default'] == ''
+
+
+def test_the_workflow_survey_is_the_deploy_survey_without_what_the_nodes_set():
+    (workflow,) = WORKFLOWS
+    deploy = [q for q in TEMPLATES[0]['related']['survey_spec']['spec'] if q['variable'] not in ('rollout_stop_after_first', 'rollout_allow_mixed')]
+    assert workflow['survey_enabled'] is True and workflow['survey_spec']['spec'] == deploy
+    assert workflow['allow_simultaneous'] is False
+    for node in workflow['workflow_nodes']:
+        for variable in node.get('extra_data', {}):
+            # A node's variable must be one its template asks for (AWX drops the rest) and a role option.
+            template = next(t for t in TEMPLATES if t['name'] == node['unified_job_template']['name'])
+            assert variable in {q['variable'] for q in template['related']['survey_spec']['spec']}
+            assert variable in SPECS[ENTRY[template['playbook']]]['options']
+
+
+def test_the_controller_playbook_configures_the_workflow_from_its_file():
+    plays = yaml.safe_load((AWX / 'configure.yml').read_text())
+    (task,) = [t for t in plays[0]['tasks'] if 'ansible.controller.workflow_job_template' in t]
+    assert 'workflow.json' in task['loop']
+    arguments = task['ansible.controller.workflow_job_template']
+    assert arguments['workflow_nodes'] == '{{ item.workflow_nodes }}' and arguments['destroy_current_nodes'] is True
+    used = set(re.findall(r'item\.([a-z_]+)', json.dumps(arguments)))
+    for workflow in WORKFLOWS:
+        assert sorted(used - set(workflow)) == []
