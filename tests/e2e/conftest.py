@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from support.e2e import Scenario, start_lab
+from support.e2e import Scenario, running_lab
 
 
 @pytest.fixture(scope='module')
 def lab3(tmp_path_factory):
-    lab = start_lab(tmp_path_factory.mktemp('lab3'), 3, '127.0.20')
-    try:
+    with running_lab(tmp_path_factory.mktemp('lab3'), 3, '127.0.20') as lab:
         yield lab
-    finally:
-        lab.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from lab.traffic import Traffic
 from support.ansible_runner import ansible_env
-from support.e2e import CUSTOMER_RPS, FAST, ROOT, assert_fleet_converged, start_lab
+from support.e2e import CUSTOMER_RPS, FAST, ROOT, assert_fleet_converged, running_lab
 
 JENKINSFILE = ROOT / 'extras' / 'jenkins' / 'Jenkinsfile'
 OCTOPUS = ROOT / 'extras' / 'octopus' / 'deploy.sh'
@@ -43,11 +43,8 @@ def test_the_readme_documents_the_jenkinsfile_command():
 
 @pytest.fixture(scope='module')
 def lab(tmp_path_factory):
-    lab = start_lab(tmp_path_factory.mktemp('lab-ci'), 2, '127.0.41', region='ap-south-1')
-    try:
+    with running_lab(tmp_path_factory.mktemp('lab-ci'), 2, '127.0.41', region='ap-south-1') as lab:
         yield lab
-    finally:
-        lab.stop()
 
 
 def _workspace(lab, tmp_path):

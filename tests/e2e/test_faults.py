@@ -66,7 +66,7 @@ from pathlib import Path
 
 import pytest
 
-from support.e2e import start_lab
+from support.e2e import running_lab
 from support.faults import Case, Runner, all_cases, bad_build, case_id, check_result, expect, row, table, write_row
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,11 +97,8 @@ def _worker_index():
 def runner(tmp_path_factory):
     index = _worker_index()
     regions = ('ca-central-1', 'ap-south-1', 'eu-north-1', 'us-west-1', 'ap-northeast-2')
-    lab = start_lab(tmp_path_factory.mktemp('faults-lab'), 2, '127.0.%d' % (60 + index), region=regions[index % len(regions)])
-    try:
+    with running_lab(tmp_path_factory.mktemp('faults-lab'), 2, '127.0.%d' % (60 + index), region=regions[index % len(regions)]) as lab:
         yield Runner(lab, tmp_path_factory.mktemp('faults-runs'))
-    finally:
-        lab.stop()
 
 
 @pytest.mark.parametrize('case', CASES, ids=case_id)

@@ -13,18 +13,15 @@ import time
 import pytest
 
 from support.ansible_runner import BIN, ansible_env
-from support.e2e import FAST, PLAYBOOKS, Scenario, applied_scripts, assert_fleet_converged, outcomes, running, start_lab
+from support.e2e import FAST, PLAYBOOKS, Scenario, applied_scripts, assert_fleet_converged, outcomes, running, running_lab, start_lab
 
 SITE = 'app.example.com-%s'
 
 
 @pytest.fixture(scope='module')
 def lab2(tmp_path_factory):
-    lab = start_lab(tmp_path_factory.mktemp('lab2'), 2, '127.0.21', region='eu-west-2')
-    try:
+    with running_lab(tmp_path_factory.mktemp('lab2'), 2, '127.0.21', region='eu-west-2') as lab:
         yield lab
-    finally:
-        lab.stop()
 
 
 def test_two_hosts_with_min_healthy_2_are_refused_before_any_change(lab2, tmp_path):

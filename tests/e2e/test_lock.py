@@ -11,7 +11,7 @@ import time
 import pytest
 
 from support.ansible_runner import BIN, ansible_env
-from support.e2e import PLAYBOOKS, Scenario, applied_scripts, assert_fleet_converged, start_lab
+from support.e2e import PLAYBOOKS, Scenario, applied_scripts, assert_fleet_converged, running_lab
 
 SITE = 'app.example.com-%s'
 APP = 'app.example.com'
@@ -19,11 +19,8 @@ APP = 'app.example.com'
 
 @pytest.fixture(scope='module')
 def lab(tmp_path_factory):
-    lab = start_lab(tmp_path_factory.mktemp('lab-safety'), 2, '127.0.51', region='sa-east-1')
-    try:
+    with running_lab(tmp_path_factory.mktemp('lab-safety'), 2, '127.0.51', region='sa-east-1') as lab:
         yield lab
-    finally:
-        lab.stop()
 
 
 def events_in(lab):

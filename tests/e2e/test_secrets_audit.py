@@ -9,18 +9,15 @@ import subprocess
 
 import pytest
 
-from support.e2e import Scenario, WebhookReceiver, assert_fleet_converged, start_lab
+from support.e2e import Scenario, WebhookReceiver, assert_fleet_converged, running_lab
 
 SITE = 'app.example.com-%s'
 
 
 @pytest.fixture(scope='module')
 def lab(tmp_path_factory):
-    lab = start_lab(tmp_path_factory.mktemp('lab-secrets'), 2, '127.0.52', region='sa-east-1')
-    try:
+    with running_lab(tmp_path_factory.mktemp('lab-secrets'), 2, '127.0.52', region='sa-east-1') as lab:
         yield lab
-    finally:
-        lab.stop()
 
 
 MARKERS = {

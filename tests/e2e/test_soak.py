@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from support.e2e import start_lab
+from support.e2e import running_lab
 from support.faults import FAULTS, HOSTS, MIN_HEALTHY, PHASES, WARMUP_THRESHOLD_MS, Runner, expected_lock, outcomes_of
 from support.invariants import check_capacity, check_fleet, run_events
 
@@ -102,11 +102,8 @@ def format_rows(seed, rows):
 
 @pytest.fixture(scope='module')
 def soak_lab(tmp_path_factory):
-    lab = start_lab(tmp_path_factory.mktemp('soak-lab'), 2, '127.0.70', region='sa-east-1')
-    try:
+    with running_lab(tmp_path_factory.mktemp('soak-lab'), 2, '127.0.70', region='sa-east-1') as lab:
         yield lab
-    finally:
-        lab.stop()
 
 
 def test_soak(soak_lab, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -39,6 +40,16 @@ CUSTOMER_RPS = 15
 def start_lab(directory, hosts, network, region='eu-west-1'):
     lab = Lab(directory, hosts=hosts, drain_seconds=1, cold_start_s=0.5, health_interval=0.2, network=network, region=region)
     return lab.start()
+
+
+@contextlib.contextmanager
+def running_lab(directory, hosts, network, region='eu-west-1'):
+    """A started lab for a ``with`` block (a module fixture's body); stopped after it."""
+    lab = start_lab(directory, hosts, network, region=region)
+    try:
+        yield lab
+    finally:
+        lab.stop()
 
 
 class Scenario:
