@@ -34,7 +34,7 @@ FAST = {
 # Customers' requests per second while a scenario runs: enough for every
 # canary to pass min_samples within the bake; each one costs the lab about
 # 12 ms of CPU (two TLS handshakes, two hops, an indexed log document).
-CUSTOMER_RPS = 15
+CUSTOMER_RPS = 10
 
 
 def start_lab(directory, hosts, network, region='eu-west-1'):
