@@ -8,7 +8,7 @@ GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup build test sanity lint ruff unit integration e2e bench demo clean faults soak package-test compat docs-lint changelog-lint
+.PHONY: setup build test static sanity lint ruff unit integration e2e bench demo clean faults soak package-test compat docs-lint changelog-lint
 
 # uv (from PyPI) installs the test requirements in seconds where pip takes minutes.
 $(VENV)/.done: requirements.txt requirements-test.txt
@@ -27,7 +27,12 @@ $(GET_PIP): tools/get_pip.py
 build: setup
 	$(BIN)/python tools/build_collection.py
 
-test: ruff sanity lint docs-lint changelog-lint unit integration e2e package-test compat
+# The static checks are independent of each other: two at a time.
+test:
+	$(MAKE) --no-print-directory -j2 --output-sync=target static
+	$(MAKE) --no-print-directory unit integration e2e package-test compat
+
+static: ruff sanity lint docs-lint changelog-lint
 
 ruff: setup
 	$(BIN)/ruff check .
