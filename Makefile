@@ -27,10 +27,13 @@ $(GET_PIP): tools/get_pip.py
 build: setup
 	$(BIN)/python tools/build_collection.py
 
-# The static checks are independent of each other: two at a time.
+# Independent stages run two at a time where neither is a full load of
+# the machine on its own: the static checks, and the packaging tests with
+# the ansible-core 2.18 run.
 test:
 	$(MAKE) --no-print-directory -j2 --output-sync=target static
-	$(MAKE) --no-print-directory unit integration e2e package-test compat
+	$(MAKE) --no-print-directory unit integration e2e
+	$(MAKE) --no-print-directory -j2 --output-sync=target package-test compat
 
 static: ruff sanity lint docs-lint changelog-lint
 
@@ -72,7 +75,7 @@ clean:
 # the fault matrix, a 2-rollout soak, the secrets audit at -vvvv and the
 # Jenkins and Octopus command lines.
 e2e: build
-	$(BIN)/pytest -q -n 2 --dist loadfile tests/e2e
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=12 tests/e2e
 
 demo: build
 	$(BIN)/python tests/lab/demo.py
