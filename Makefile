@@ -8,7 +8,7 @@ GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup build test static sanity lint ruff unit integration e2e bench demo clean faults soak package-test compat docs-lint changelog-lint
+.PHONY: setup build test static unit-integration sanity lint ruff unit integration e2e bench demo clean faults soak package-test compat docs-lint changelog-lint
 
 # uv (from PyPI) installs the test requirements in seconds where pip takes minutes.
 $(VENV)/.done: requirements.txt requirements-test.txt
@@ -27,13 +27,18 @@ $(GET_PIP): tools/get_pip.py
 build: setup
 	$(BIN)/python tools/build_collection.py
 
-# Independent stages run two at a time where neither is a full load of
-# the machine on its own: the static checks, and the packaging tests with
-# the ansible-core 2.18 run.
+# Stages run two at a time where that saves time without starving either:
+# the linters; ansible-test sanity (mostly installing its tools) beside the
+# unit and integration tests; the packaging tests beside the ansible-core
+# 2.18 run. The end-to-end tests, which use both cores, run alone.
 test:
-	$(MAKE) --no-print-directory -j2 --output-sync=target static
-	$(MAKE) --no-print-directory unit integration e2e
+	$(MAKE) --no-print-directory -j2 --output-sync=target ruff lint docs-lint changelog-lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target sanity unit-integration
+	$(MAKE) --no-print-directory e2e
 	$(MAKE) --no-print-directory -j2 --output-sync=target package-test compat
+
+unit-integration:
+	$(MAKE) --no-print-directory -j1 unit integration
 
 static: ruff sanity lint docs-lint changelog-lint
 
@@ -75,7 +80,7 @@ clean:
 # the fault matrix, a 2-rollout soak, the secrets audit at -vvvv and the
 # Jenkins and Octopus command lines.
 e2e: build
-	$(BIN)/pytest -q -n 2 --dist loadfile --durations=12 tests/e2e
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=12 tests/e2e/test_rollout.py tests/e2e/test_guards.py tests/e2e
 
 demo: build
 	$(BIN)/python tests/lab/demo.py

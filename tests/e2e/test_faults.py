@@ -80,7 +80,6 @@ CI_CASES = [
     # Regression: a WinRM blip during the revert stopped the run with the host out of service.
     Case('winrm-down', 'web1', 'revert'),
     Case('site-crash', 'web2', 'bake'),
-    Case('health-fail', 'web1', 'warm'),
     Case('aws-throttle', 'web2', 'revert'),
 ]
 # FAULTS=full: every case; FAULTS=es-down@web1:bake,...: those cases.
