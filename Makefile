@@ -8,7 +8,7 @@ GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup build test static unit-integration sanity lint ruff unit integration e2e bench demo clean faults soak package-test compat docs-lint changelog-lint
+.PHONY: setup build test static e2e-faults sanity lint ruff unit integration e2e bench demo clean faults soak package-test compat docs-lint changelog-lint
 
 # uv (from PyPI) installs the test requirements in seconds where pip takes minutes.
 $(VENV)/.done: requirements.txt requirements-test.txt
@@ -28,17 +28,12 @@ build: setup
 	$(BIN)/python tools/build_collection.py
 
 # Stages run two at a time where that saves time without starving either:
-# the linters; ansible-test sanity (mostly installing its tools) beside the
-# unit and integration tests; the packaging tests beside the ansible-core
-# 2.18 run. The end-to-end tests, which use both cores, run alone.
+# the static checks, and the packaging tests beside the ansible-core 2.18
+# run. The unit, integration and end-to-end tests use both cores alone.
 test:
-	$(MAKE) --no-print-directory -j2 --output-sync=target ruff lint docs-lint changelog-lint
-	$(MAKE) --no-print-directory -j2 --output-sync=target sanity unit-integration
-	$(MAKE) --no-print-directory e2e
+	$(MAKE) --no-print-directory -j2 --output-sync=target static
+	$(MAKE) --no-print-directory unit integration e2e
 	$(MAKE) --no-print-directory -j2 --output-sync=target package-test compat
-
-unit-integration:
-	$(MAKE) --no-print-directory -j1 unit integration
 
 static: ruff sanity lint docs-lint changelog-lint
 
@@ -76,11 +71,17 @@ bench: build
 clean:
 	rm -rf .build tests/output
 
-# Every scenario of the rollout against the lab, including the CI subset of
-# the fault matrix, a 2-rollout soak, the secrets audit at -vvvv and the
-# Jenkins and Octopus command lines.
+# Every scenario of the rollout against the lab, the secrets audit at -vvvv
+# and the Jenkins and Octopus command lines; the longest files start first.
+E2E_FAULTS := tests/e2e/test_faults.py tests/e2e/test_soak.py
 e2e: build
-	$(BIN)/pytest -q -n 2 --dist loadfile --durations=12 tests/e2e/test_rollout.py tests/e2e/test_guards.py tests/e2e
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=12 $(addprefix --ignore ,$(E2E_FAULTS)) \
+		tests/e2e/test_rollout.py tests/e2e/test_guards.py tests/e2e
+
+# The fault-matrix subset (4 cases) and a 2-rollout soak: about 5 minutes
+# more than CI's time allows today, so not yet part of `make test`.
+e2e-faults: build
+	$(BIN)/pytest -q -n 2 --dist loadfile $(E2E_FAULTS)
 
 demo: build
 	$(BIN)/python tests/lab/demo.py
@@ -115,7 +116,12 @@ $(COMPAT)/.done: requirements-compat.txt $(VENV)/.done
 	$(BIN)/uv pip install -q --python $(COMPAT)/bin/python -r requirements-compat.txt
 	touch $@
 
+# Every module, plugin, the role and the playbooks through ansible-core 2.18's
+# own ansible-playbook, ansible-inventory and ansible-doc. Not repeated: the
+# lab's own tests (no Ansible) and the in-process tables of bad and hostile
+# input and TLS options (the module code under test is the same).
+COMPAT_SKIP := tests/integration/test_lab.py tests/integration/test_bad_input.py tests/integration/test_hostile_values.py tests/integration/test_tls.py
 compat: build $(COMPAT)/.done
 	$(COMPAT)/bin/ansible --version | head -1
 	$(COMPAT)/bin/python -m pytest -q -n 2 --dist loadfile tests/unit
-	$(COMPAT)/bin/python -m pytest -q -n 2 --dist loadfile tests/integration --ignore tests/integration/test_lab.py
+	$(COMPAT)/bin/python -m pytest -q -n 2 --dist loadfile tests/integration $(addprefix --ignore ,$(COMPAT_SKIP))

@@ -55,7 +55,7 @@ host, its failed step and reason; the run's deploy events in Elasticsearch
 are exactly the expected ones; the deploy lock is released (after es-down it
 cannot be: it names the run, and is cleared before the next case).
 
-CI runs a subset (``CI_CASES``); ``make faults`` runs all 72 cases
+``make e2e-faults`` runs a subset (``CI_CASES``); ``make faults`` runs all 72 cases
 (``FAULTS=full``, two labs in parallel) and prints the table.
 """
 

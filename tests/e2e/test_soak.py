@@ -6,7 +6,7 @@ Bad builds alternate between 20 % errors (the gate catches them in the bake)
 and 1.2 s responses (three times the warm-up's 400 ms threshold: caught
 before the host takes traffic). Faults, hosts and phases come from a seeded
 random generator: the seed is printed, ``SOAK_SEED=<seed>`` replays a run,
-``SOAK_ROLLOUTS`` sets the count (CI: 2; ``make soak``: 20). A fault whose
+``SOAK_ROLLOUTS`` sets the count (``make e2e-faults``: 2; ``make soak``: 20). A fault whose
 phase never comes (web2's phases after web1 failed, a revert in a good
 rollout) is reported as not injected.
 
