@@ -10,11 +10,14 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: setup build test static e2e-faults sanity lint ruff unit integration e2e bench demo clean faults soak package-test compat docs-lint changelog-lint
 
-# uv (from PyPI) installs the test requirements in seconds where pip takes minutes.
+# uv (from PyPI) installs the test requirements in seconds where pip takes
+# minutes. It compiles bytecode only when asked; without that (and where
+# PYTHONDONTWRITEBYTECODE is set) every ansible-playbook and module
+# run would compile its imports again.
 $(VENV)/.done: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements-test.txt
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements-test.txt
 	touch $@
 
 setup: $(VENV)/.done $(GET_PIP)
@@ -113,7 +116,7 @@ $(COMPAT)/.done: requirements-compat.txt $(VENV)/.done
 	$(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))' > \
 		"$$($(COMPAT)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/zz-main-venv.pth"
 	test -x $(BIN)/uv || $(BIN)/pip install --disable-pip-version-check -q uv
-	$(BIN)/uv pip install -q --python $(COMPAT)/bin/python -r requirements-compat.txt
+	$(BIN)/uv pip install -q --compile-bytecode --python $(COMPAT)/bin/python -r requirements-compat.txt
 	touch $@
 
 # Every module, plugin, the role and the playbooks through ansible-core 2.18's

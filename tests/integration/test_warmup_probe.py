@@ -35,9 +35,11 @@ def args(ca, port, **extra):
 
 def test_check_then_real_then_again_never_changes(ca, good_cert):
     app = App(first_delay=0.4)
-    # ansible-playbook needs a few seconds to start the module; refuse for longer than that.
-    with late_app(app, good_cert, refuse_for=5.0) as port:
-        module_args = args(ca, port, urls=['https://%s/' % PUBLIC, 'https://%s/api/ping' % PUBLIC], headers_match={'X-App-Version': '3457'})
+    # ansible-playbook needs a few seconds to start the module (more on a
+    # busy machine); refuse for much longer than that, within the timeout.
+    with late_app(app, good_cert, refuse_for=12.0) as port:
+        module_args = args(ca, port, urls=['https://%s/' % PUBLIC, 'https://%s/api/ping' % PUBLIC], headers_match={'X-App-Version': '3457'},
+                           first_request_timeout=25, timeout=40)
         del module_args['url']
         runs = [run_module('warmup_probe', module_args, check=check) for check in (True, False, True, False)]
     for run in runs:
