@@ -15,9 +15,7 @@ from ansible_collections.immune.canary.plugins.module_utils._stats import percen
 # Task names (the end of the recorded name; roles prefix "rollout : ") -> phase.
 PHASE_OF_TASK = (
     ('Drain the host from the load balancer', 'drain'),
-    ('Stop the application\'s sites and prune all but the fallback', 'deploy'),
-    ('Download, verify and unpack the release on the host', 'deploy'),
-    ('Start the new site', 'deploy'),
+    ('Deploy the new version as its own site', 'deploy'),
     ('Warm up the new site off-line until it is fast', 'warm'),
     ('Admit the host to the load balancer and wait until healthy', 'admit'),
     ('Bake in production and let Elasticsearch decide', 'bake'),

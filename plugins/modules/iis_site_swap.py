@@ -133,6 +133,40 @@ options:
             description: Minutes of inactivity before the worker process stops; V(0) never.
             type: int
             default: 0
+  package:
+    description:
+      - A release zip to install into O(site.physical_path) between stopping the application's sites and starting O(active),
+        in the same module call (the rollout's deploy step is this one task).
+      - The order is fixed. First the application's sites stop, and O(prune) removes all but O(keep) and O(active).
+        Next the host downloads the zip, verifies O(package.checksum) and unpacks it, exactly as M(immune.canary.iis_package) does.
+        Last, O(active) is created or converged and started.
+      - A failure after the first step names what was done in RV(actions); no site of the application is left running then.
+      - Needs O(state=started) and O(site).
+    type: dict
+    version_added: 0.2.0
+    suboptions:
+      url:
+        description: http(s) URL of the zip, fetched by the host.
+        type: str
+        required: true
+      checksum:
+        description: Expected checksum of the zip, C(sha256:<64 hex digits>); checked before unpacking.
+        type: str
+        required: true
+      headers:
+        description: HTTP headers sent with the download (for example an authorization token). Never logged.
+        type: dict
+        default: {}
+      validate_certs:
+        description:
+          - Whether the host validates the download server's TLS certificate.
+          - Setting this to V(false) is insecure (only the checksum then protects the package) and produces a warning.
+        type: bool
+        default: true
+      timeout:
+        description: Seconds the host waits for the download server.
+        type: int
+        default: 300
 attributes:
   action_group:
     membership: [immune.canary.winrm]
@@ -174,6 +208,28 @@ EXAMPLES = r"""
         - host_header: app.example.com
           sni: true
           certificate_thumbprint: "{{ app_cert_thumbprint }}"
+  delegate_to: localhost
+
+- name: Deploy release 3457 in one call (stop, prune, download and verify, start)
+  immune.canary.iis_site_swap:
+    winrm_host: "{{ ansible_host }}"
+    winrm_user: "{{ ansible_user }}"
+    winrm_password: "{{ ansible_password }}"
+    app: app.example.com
+    active: app.example.com-3457
+    keep: [app.example.com-3456]
+    prune: true
+    site:
+      physical_path: D:\sites\app.example.com-3457
+      bindings:
+        - host_header: app.example.com
+          sni: true
+          certificate_thumbprint: "{{ app_cert_thumbprint }}"
+    package:
+      url: "{{ release_url }}"
+      checksum: "sha256:{{ release_sha256 }}"
+      headers:
+        Authorization: "Bearer {{ artifact_token }}"
   delegate_to: localhost
 
 - name: Revert to the previous version
@@ -231,6 +287,28 @@ actions:
   type: list
   elements: str
   sample: [stop site app.example.com-3456, stop app pool app.example.com-3456, start site app.example.com-3457]
+package:
+  description: The release installed by O(package) (as M(immune.canary.iis_package) returns it).
+  returned: when O(package) is set and the task got that far
+  type: dict
+  contains:
+    changed:
+      description: Whether the release was downloaded and unpacked (false when O(site.physical_path) already held it).
+      type: bool
+    dest:
+      description: The folder the release is in.
+      type: str
+    checksum:
+      description: Checksum of the release in the folder.
+      type: str
+    size:
+      description: Size of the downloaded zip in bytes; null when nothing was downloaded.
+      type: int
+timings:
+  description: Seconds spent stopping the application's sites, installing the package and starting O(active).
+  returned: when O(package) is set and the task succeeded
+  type: dict
+  sample: {stop: 0.41, package: 2.8, start: 1.2}
 elapsed:
   description: Seconds the task took.
   returned: always
@@ -241,7 +319,7 @@ elapsed:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch, fail_from_error  # noqa: E402
-from ansible_collections.immune.canary.plugins.module_utils._iis import SiteSwap, client_for, site_spec, tls_warnings  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._iis import SiteSwap, client_for, package_spec, site_spec, tls_warnings  # noqa: E402
 from ansible_collections.immune.canary.plugins.module_utils._winrm import (  # noqa: E402
     HAS_PYWINRM,
     PYWINRM_IMPORT_ERROR,
@@ -261,6 +339,7 @@ def main():
             prune_content=dict(type='bool', default=False),
             wait_timeout=dict(type='int', default=120),
             site=dict(type='dict', options=site_spec()),
+            package=dict(type='dict', options=package_spec()),
         ),
         required_if=WINRM_REQUIRED_IF + [('state', 'started', ('active',))],
         supports_check_mode=True,
@@ -268,10 +347,12 @@ def main():
     if not HAS_PYWINRM:
         module.fail_json(msg=missing_required_lib('pywinrm'), exception=str(PYWINRM_IMPORT_ERROR))
     watch = Stopwatch()
-    for warning in tls_warnings(module.params):
+    for warning in tls_warnings(dict(module.params, **(module.params['package'] or {}))):
         module.warn(warning)
     try:
-        result = SiteSwap(client_for(module.params, log=module.warn)).run(module.params, check_mode=module.check_mode)
+        swap = SiteSwap(client_for(module.params, log=module.warn))
+        run = swap.deploy if module.params['package'] else swap.run
+        result = run(module.params, check_mode=module.check_mode)
     except CanaryError as exc:
         fail_from_error(module, exc, elapsed=watch.elapsed())
     diff = result.pop('diff')

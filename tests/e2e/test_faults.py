@@ -4,7 +4,7 @@ Each case runs playbooks/deploy.yml against a 2-host lab (customers' traffic
 flowing, ``rollout_min_healthy=1``) and injects one fault at the moment one
 phase starts on one host (the test callback reports task starts as they
 happen). Phases and the task that marks their start: drain (``Drain the host
-from the load balancer``), deploy (``Stop the application's sites...``), warm,
+from the load balancer``), deploy (``Deploy the new version as its own site``), warm,
 admit, bake, and revert (the first task of revert.yml; the release is made
 bad on that host first: 30 % errors fail web1's bake, 400 ms on web2 fail
 web2's warm-up after web1 was promoted).

@@ -149,6 +149,7 @@ def test_alb_target_refuses_bad_input_before_any_change(alb, bad, message):
     assert alb.mutations == before
 
 
+SITE = {'physical_path': 'D:\\sites\\app.example.com-2', 'bindings': [{'protocol': 'http', 'port': 80}]}
 WINRM_TABLE = [
     ('iis_site_swap', {'active': 'other-2'}, "Invalid active 'other-2': a site of app 'app.example.com'"),
     ('iis_site_swap', {'active': None}, 'state is started but all of the following are missing: active'),
@@ -161,6 +162,16 @@ WINRM_TABLE = [
      'Invalid site.bindings[0].port 70000'),
     ('iis_site_swap', {'site': {'physical_path': 'relative\\x', 'bindings': [{'protocol': 'https', 'port': 443}]}},
      "Invalid site.physical_path 'relative\\\\x'"),
+    ('iis_site_swap', {'package': {'url': 'https://a.example.com/r.zip', 'checksum': SHA}},
+     'Invalid package: it is unpacked into site.physical_path, so it needs the site option'),
+    ('iis_site_swap', {'site': SITE, 'package': {'url': 'https://a.example.com/r.zip', 'checksum': 'md5:1'}},
+     "Invalid package.checksum 'md5:1': use sha256:<64 hex digits>"),
+    ('iis_site_swap', {'site': SITE, 'package': {'url': 'https:///r.zip', 'checksum': SHA}}, "Invalid package.url 'https:///r.zip'"),
+    ('iis_site_swap', {'site': SITE, 'package': {'url': 'https://a.example.com/r.zip', 'checksum': SHA, 'timeout': 0}},
+     'Invalid package.timeout 0'),
+    ('iis_site_swap', {'site': SITE, 'package': {'checksum': SHA}}, 'missing required arguments: url found in package'),
+    ('iis_site_swap', {'site': SITE, 'state': 'query', 'package': {'url': 'https://a.example.com/r.zip', 'checksum': SHA}},
+     'so it needs state=started (not query)'),
     ('iis_site_swap', {'winrm_port': 0}, 'Invalid winrm_port 0'),
     ('iis_site_swap', {'winrm_port': 65536}, 'Invalid winrm_port 65536'),
     ('iis_site_swap', {'winrm_host': ''}, "Invalid winrm_host ''"),

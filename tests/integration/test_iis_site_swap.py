@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import subprocess
+import zipfile
 
 import pytest
 
 from doubles.iis_sim import snapshot
 from doubles.winrm_double import WinRMDouble
+from support import servers
 from support.ansible_runner import BIN, ansible_env, run_module
 
 APP = 'app.example.com'
@@ -104,3 +108,49 @@ def test_ansible_doc_renders_both_modules():
         assert proc.returncode == 0, proc.stderr
         assert 'winrm_password' in proc.stdout
         assert 'RETURN VALUES' in proc.stdout
+
+
+def release_zip():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, 'w') as archive:
+        archive.writestr('index.html', 'v3457')
+    return buf.getvalue()
+
+
+RELEASE = release_zip()
+TOKEN = 'Bearer deploy-T0ken-9c1'
+
+
+@pytest.fixture
+def artifacts():
+    class Handler(servers.QuietHandler):
+        def do_GET(self):  # noqa: N802 - stdlib name
+            body = RELEASE if self.headers.get('Authorization') == TOKEN else b''
+            self.send_response(200 if body else 403)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with servers.serving(Handler) as running:
+        yield running
+
+
+def test_deploy_with_package_is_one_task_and_keeps_the_token_out(double, artifacts):
+    host = double.hosts['web1']
+    package = dict(url=artifacts.url + '/3457.zip', checksum='sha256:' + hashlib.sha256(RELEASE).hexdigest(), headers={'Authorization': TOKEN})
+    args = dict(app=APP, active=NEW, keep=[OLD], prune=True, site=SITE, package=package)
+    done = run(double, **args)
+    assert not done.failed, done.result
+    assert TOKEN not in done.stdout + done.stderr
+    assert done.result['previous_active'] == OLD and done.result['active'] == NEW
+    assert done.result['actions'][:2] == ['stop site ' + OLD, 'stop app pool ' + OLD]
+    assert 'install package ' + SITE['physical_path'] in done.result['actions']
+    assert done.result['actions'][-1] == 'start site ' + NEW
+    assert set(done.result['timings']) == {'stop', 'package', 'start'}
+    assert done.result['package']['changed'] is True and done.result['package']['size'] == len(RELEASE)
+    assert host.running() == ['Default Web Site', NEW]
+    assert host.content[SITE['physical_path']]['files'] == ['index.html']
+
+    bad = run(double, **dict(args, package=dict(package, headers={'Authorization': 'Bearer wrong-T0ken'})))
+    assert bad.failed is False and bad.result['changed'] is False  # the release is in place: nothing is downloaded
+    assert 'wrong-T0ken' not in bad.stdout + bad.stderr

@@ -34,7 +34,7 @@ PHASES = ('drain', 'deploy', 'warm', 'admit', 'bake', 'revert')
 # The task whose start on the host marks the start of each phase.
 PHASE_TASKS = {
     'drain': 'Drain the host from the load balancer',
-    'deploy': "Stop the application's sites and prune all but the fallback",
+    'deploy': 'Deploy the new version as its own site',
     'warm': 'Warm up the new site off-line until it is fast',
     'admit': 'Admit the host to the load balancer and wait until healthy',
     'bake': 'Bake in production and let Elasticsearch decide',

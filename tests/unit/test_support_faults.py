@@ -40,7 +40,7 @@ def test_every_case_has_a_consistent_expectation(case):
 
 @pytest.mark.parametrize('case, result, step', [
     (faults.Case('es-down', 'web2', 'bake'), 'aborted', 'Bake in production and let Elasticsearch decide'),
-    (faults.Case('winrm-down', 'web1', 'drain'), 'aborted', "Stop the application's sites and prune all but the fallback"),
+    (faults.Case('winrm-down', 'web1', 'drain'), 'aborted', 'Deploy the new version as its own site'),
     (faults.Case('winrm-down', 'web1', 'bake'), 'promoted', None),
     (faults.Case('site-crash', 'web2', 'deploy'), 'aborted', 'Warm up the new site off-line until it is fast'),
     (faults.Case('health-fail', 'web1', 'admit'), 'aborted', 'Admit the host to the load balancer and wait until healthy'),

@@ -19,9 +19,7 @@ def rec(host, task, started, ended, status='ok', **result):
 
 RECORDS = [
     rec('web1', 'rollout : Drain the host from the load balancer', 10.0, 15.0, elapsed=4.5),
-    rec('web1', 'rollout : Stop the application\'s sites and prune all but the fallback', 15.0, 16.0, elapsed=0.2),
-    rec('web1', 'rollout : Download, verify and unpack the release on the host', 16.0, 17.5, elapsed=0.4),
-    rec('web1', 'rollout : Start the new site', 17.5, 18.5, elapsed=0.3),
+    rec('web1', 'rollout : Deploy the new version as its own site', 15.0, 18.5, elapsed=0.9),
     rec('web1', 'rollout : Warm up the new site off-line until it is fast', 18.5, 25.0, elapsed=5.9),
     rec('web1', 'rollout : Record the admission time', 25.0, 25.2),
     rec('web1', 'rollout : Admit the host to the load balancer and wait until healthy', 25.2, 28.0, elapsed=2.1),

@@ -368,3 +368,76 @@ def test_package_download_refused_is_reported(double, host, artifacts):
         package(double, url=artifacts.url + '/r.zip', checksum=RELEASE_SHA, dest=DEST, headers={'Authorization': 'Bearer nope'})
     assert err.value.message == 'Failed to install package D:\\sites\\app.example.com-3457 on web1: The remote server returned an error: (403) Forbidden.'
     assert host.content == {}
+
+
+# -- iis_site_swap with package: stop, install, start in one call ------------
+
+def deploy_params(artifacts, **overrides):
+    params = dict(app=APP, active=NEW, keep=[OLD], prune=True, site=dict(NEW_SITE, physical_path=DEST),
+                  package=dict(url=artifacts.url + '/r/3457.zip', checksum=RELEASE_SHA, headers={'Authorization': 'Bearer t0ken'}))
+    params.update(overrides)
+    return params
+
+
+def test_deploy_stops_installs_and_starts_in_one_call(double, host, artifacts):
+    host.add_site(APP + '-3455', [PUBLIC], physical_path='D:\\sites\\' + APP + '-3455', state='Stopped')
+    events = []
+    host.on_site_start.append(lambda h, s: events.append(('start', s['name'], sorted(host.content))))
+    host.on_site_stop.append(lambda h, s: events.append(('stop', s['name'], sorted(host.content))))
+    svc = swap(double)
+
+    planned = svc.deploy(deploy_params(artifacts), check_mode=True)
+    assert planned['changed'] is True and planned['active'] == NEW and planned['previous_active'] == OLD
+    assert (host.running(), host.content, artifacts.seen) == (['Default Web Site', OLD], {}, [])
+
+    done = svc.deploy(deploy_params(artifacts))
+    assert done['previous_active'] == OLD and done['active'] == NEW
+    # Stopped before the download, the content in place before the start.
+    assert events == [('stop', OLD, []), ('start', NEW, [DEST])]
+    assert done['actions'] == ['stop site ' + OLD, 'stop app pool ' + OLD, 'remove site ' + APP + '-3455',
+                               'remove app pool ' + APP + '-3455', 'install package ' + DEST,
+                               'create app pool ' + NEW, 'create site ' + NEW, 'start app pool ' + NEW, 'start site ' + NEW]
+    assert done['package'] == dict(changed=True, dest=DEST, checksum=RELEASE_SHA, size=len(RELEASE))
+    assert set(done['timings']) == {'stop', 'package', 'start'} and all(t >= 0 for t in done['timings'].values())
+    assert sorted(host.sites) == ['Default Web Site', OLD, NEW]
+    assert host.running() == ['Default Web Site', NEW]
+    assert double.violations == []
+
+    again = svc.deploy(deploy_params(artifacts))
+    assert (again['changed'], again['actions'], again['package']['changed']) == (False, [], False)
+    assert len(artifacts.seen) == 1
+
+
+def test_deploy_keeps_a_new_site_left_by_a_failed_attempt(double, host, artifacts):
+    host.add_site(NEW, [PUBLIC], physical_path=DEST, state='Stopped')
+    done = swap(double).deploy(deploy_params(artifacts))
+    assert 'remove site ' + NEW not in done['actions']
+    assert done['actions'][-1] == 'start site ' + NEW
+    assert host.running() == ['Default Web Site', NEW]
+
+
+def test_deploy_bad_checksum_stops_before_the_start_and_names_what_was_done(double, host, artifacts):
+    wrong = 'sha256:' + 'f' * 64
+    with pytest.raises(CanaryError) as err:
+        swap(double).deploy(deploy_params(artifacts, package=dict(url=artifacts.url + '/r.zip', checksum=wrong,
+                                                                  headers={'Authorization': 'Bearer t0ken'})))
+    assert err.value.message.startswith('Failed to install package %s on web1: checksum mismatch' % DEST)
+    assert err.value.details['actions'] == ['stop site ' + OLD, 'stop app pool ' + OLD]
+    assert err.value.details['previous_active'] == OLD
+    assert NEW not in host.sites and host.content == {}
+    assert host.running() == ['Default Web Site']
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(package=dict(url='ftp://x/a.zip', checksum=RELEASE_SHA)), "Invalid package.url 'ftp://x/a.zip': use an http:// or https:// URL"),
+    (dict(package=dict(url='http://x/a.zip', checksum='md5:1')), "Invalid package.checksum 'md5:1': use sha256:<64 hex digits>"),
+    (dict(package=dict(url='http://x/a.zip', checksum=RELEASE_SHA, timeout=-1)), 'Invalid package.timeout -1: use seconds > 0'),
+    (dict(site=None), 'Invalid package: it is unpacked into site.physical_path, so it needs the site option'),
+    (dict(state='stopped'), 'Invalid package: it installs the release of the site to start, so it needs state=started (not stopped)'),
+    (dict(site=dict(NEW_SITE, physical_path='sites\\x')), "Invalid site.physical_path 'sites\\\\x'"),
+])
+def test_deploy_bad_input_is_refused_before_the_host_is_read(double, host, artifacts, overrides, message):
+    with pytest.raises(CanaryError) as err:
+        swap(double).deploy(deploy_params(artifacts, **overrides))
+    assert message in err.value.message
+    assert host.scripts == [] and artifacts.seen == []
