@@ -151,6 +151,6 @@ def test_deploy_with_package_is_one_task_and_keeps_the_token_out(double, artifac
     assert host.running() == ['Default Web Site', NEW]
     assert host.content[SITE['physical_path']]['files'] == ['index.html']
 
-    bad = run(double, **dict(args, package=dict(package, headers={'Authorization': 'Bearer wrong-T0ken'})))
+    bad = run(double, **{**args, 'package': dict(package, headers={'Authorization': 'Bearer wrong-T0ken'})})
     assert bad.failed is False and bad.result['changed'] is False  # the release is in place: nothing is downloaded
     assert 'wrong-T0ken' not in bad.stdout + bad.stderr

@@ -75,7 +75,7 @@ def run_playbook(playbook, args=(), env=None, timeout=300, inventory=None):
         return AnsibleRun(proc.returncode, proc.stdout, proc.stderr, records)
 
 
-def run_module(module, module_args, check=False, diff=False, verbosity=0, env=None, timeout=300):
+def run_module(module, module_args, check=False, diff=False, verbosity=0, env=None, timeout=300, extra_args=()):
     """Run one immune.canary module on localhost through ansible-playbook."""
     name = module if '.' in module else 'immune.canary.' + module
     play = [{
@@ -91,6 +91,7 @@ def run_module(module, module_args, check=False, diff=False, verbosity=0, env=No
         args.append('--diff')
     if verbosity:
         args.append('-' + 'v' * verbosity)
+    args += list(extra_args)
     with tempfile.TemporaryDirectory(prefix='canary-play-') as tmp:
         playbook = Path(tmp) / 'play.yml'
         # JSON is YAML; values are not templated unless they hold Jinja.
