@@ -38,11 +38,15 @@ def test_a_second_deploy_is_refused_while_the_first_holds_the_lock_and_rollback_
     variables.write_text(json.dumps(dict(release, rollout_run_id='first-run', rollout_bake_seconds=120)), encoding='utf-8')
     log = (tmp_path / 'first.log').open('w', encoding='utf-8')
     first = subprocess.Popen([str(BIN / 'ansible-playbook'), str(PLAYBOOKS / 'deploy.yml'), '-i', str(lab.inventory_path),
-                              '-e', '@%s' % lab.vars_path, '-e', '@%s' % variables], env=ansible_env(), start_new_session=True,
-                             stdout=log, stderr=subprocess.STDOUT)
+                              '-e', '@%s' % lab.vars_path, '-e', '@%s' % variables], env=ansible_env({'PYTHONUNBUFFERED': '1'}),
+                             start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
     try:
+        # The first run holds the lock from its preflight on; once it bakes its
+        # first host (120 s) it changes nothing more for a while, so whatever
+        # changes after this point was done by the second run.
         deadline = time.monotonic() + 300
-        while lock_of(lab) is None and time.monotonic() < deadline and first.poll() is None:
+        while 'Bake in production and let Elasticsearch decide' not in (tmp_path / 'first.log').read_text(encoding='utf-8') \
+                and time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.2)
         assert lock_of(lab)['holder']['run_id'] == 'first-run', (tmp_path / 'first.log').read_text(encoding='utf-8')[-3000:]
         before = {h: applied_scripts(lab, h) for h in lab.hosts}
