@@ -83,6 +83,16 @@ options:
     description:
       - The baseline's requests as an Elasticsearch query DSL dict.
     type: dict
+  exclude:
+    description:
+      - Requests left out of both groups, as a mapping of field to a value or a list of values; a request matching any entry is
+        left out (each becomes a C(term) or C(terms) filter under C(must_not)).
+      - The load balancer's health checks are in the request logs too, and always succeed. On a quiet application they can be
+        a large share of the requests and dilute an error rate, for example
+        C({user_agent.original: ELB-HealthChecker/2.0}) (the ALB's health checker) or C({url.path: /health}).
+    type: dict
+    default: {}
+    version_added: 0.2.0
   since:
     description:
       - Start of the window, ISO-8601 (for example the admission time the rollout role records, V(2026-05-01T12:00:00Z)).
@@ -326,6 +336,7 @@ def argument_spec():
         canary_query=dict(type='dict'),
         baseline=dict(type='dict'),
         baseline_query=dict(type='dict'),
+        exclude=dict(type='dict', default={}),
         since=dict(type='str'),
         ingest_lag=dict(type='float', default=0.0),
         metrics=dict(type='list', elements='dict'),
@@ -342,10 +353,15 @@ def argument_spec():
 
 def _group_filter(params, name):
     if params.get(name + '_query') is not None:
-        return params[name + '_query']
-    if params.get(name) is not None:
-        return selection_filter(params[name], name, params['fields'])
-    return None
+        found = params[name + '_query']
+    elif params.get(name) is not None:
+        found = selection_filter(params[name], name, params['fields'])
+    else:
+        return None
+    if not params.get('exclude'):
+        return found
+    left_out = selection_filter(params['exclude'], 'exclude', params['fields'])['bool']['filter']
+    return {'bool': {'filter': [found], 'must_not': left_out}}
 
 
 def main():

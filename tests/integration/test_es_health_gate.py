@@ -131,3 +131,29 @@ def test_metrics_file_catalog(double, tmp_path):
     assert not run.failed, run.result
     assert [(m['name'], m['status']) for m in run.result['metrics']] == [('errors', 'pass'), ('traffic', 'pass'), ('slow', 'pass')]
     assert run.result['metrics'][1]['value'] == 800
+
+
+def test_exclude_leaves_the_load_balancers_health_checks_out(double):
+    rnd = random.Random(9)
+    customers = list(iis_log_docs(60, 'web-01', 'app.example.com-3457', SINCE, NOW, 0.2, 50.0, rnd))
+    checks = [dict(doc, response=200, cs_uri_stem='/health', user_agent={'original': 'ELB-HealthChecker/2.0'})
+              for doc in iis_log_docs(600, 'web-01', 'app.example.com-3457', SINCE, NOW, 0.0, 5.0, rnd)]
+    double.index_docs('iis-logs-2026.05', customers + checks)
+    errors = sum(1 for d in customers if d['response'] == 500)
+    metrics = [{'name': 'errors', 'kind': 'error_rate', 'max': 0.05, 'min_samples': 10}]
+    base = dict(args(double, metrics=metrics, bake_time=0), baseline=None)
+    base.pop('baseline')
+
+    diluted = run_module('es_health_gate', base)
+    assert not diluted.failed, diluted.result  # 600 health checks hide the canary's errors
+    assert diluted.result['metrics'][0]['samples'] == 660
+
+    left_out = run_module('es_health_gate', dict(base, exclude={'user_agent.original': 'ELB-HealthChecker/2.0'}))
+    assert left_out.failed
+    assert left_out.result['metrics'][0]['samples'] == 60
+    assert left_out.result['metrics'][0]['value'] == pytest.approx(errors / 60, abs=1e-4)
+    assert left_out.result['query']['query']['bool']['filter'][1]['bool']['should'][0]['bool']['must_not'] == [
+        {'term': {'user_agent.original': 'ELB-HealthChecker/2.0'}}]
+
+    bad = run_module('es_health_gate', dict(base, exclude={'url.path': {'prefix': '/health'}}))
+    assert bad.failed and 'Invalid exclude value for field url.path' in bad.result['msg']

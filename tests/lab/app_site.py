@@ -99,6 +99,7 @@ class AppSite:
                         'host': {'name': site.host_name},
                         'url': {'path': path},
                         'http': {'request': {'method': self.command}},
+                        'user_agent': {'original': self.headers.get('User-Agent') or ''},
                     })
 
             do_GET = do_POST = do_HEAD = _serve
