@@ -73,14 +73,22 @@ ROOT = Path(__file__).resolve().parents[2]
 FULL = os.environ.get('FAULTS') == 'full'
 OUTPUT = Path(os.environ.get('FAULTS_OUTPUT') or ROOT / 'tests' / 'output' / ('faults' if FULL else 'faults-ci'))
 
-# SIGKILL and rollback.yml are in CI through tests/e2e/test_rollout.py.
+# In CI: every fault and every phase at least once, on both hosts.
 CI_CASES = [
     # Elasticsearch lost while host 2 bakes: it fails closed, host 1 is reconciled, the lock stays.
     Case('es-down', 'web2', 'bake'),
+    Case('es-down', 'web1', 'admit'),
     # Regression: a WinRM blip during the revert stopped the run with the host out of service.
     Case('winrm-down', 'web1', 'revert'),
+    Case('winrm-down', 'web2', 'deploy'),
     Case('site-crash', 'web2', 'bake'),
+    Case('site-crash', 'web1', 'warm'),
+    Case('health-fail', 'web1', 'admit'),
+    Case('health-fail', 'web2', 'warm'),
     Case('aws-throttle', 'web2', 'revert'),
+    Case('aws-throttle', 'web1', 'drain'),
+    Case('sigkill', 'web2', 'deploy'),
+    Case('sigkill', 'web1', 'bake'),
 ]
 # FAULTS=full: every case; FAULTS=es-down@web1:bake,...: those cases.
 SELECTED = [c for c in all_cases() if case_id(c) in os.environ.get('FAULTS', '').split(',')]

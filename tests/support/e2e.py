@@ -33,7 +33,7 @@ FAST = {
 
 # Customers' requests per second while a scenario runs: enough for every
 # canary to pass min_samples within the bake, and for the gate to be sure of
-# a 20 % error rate within a 4 s bake on 2 hosts (10 was not); each one costs the lab about
+# a 20 % error rate within a 6 s bake on 2 hosts (10 was not); each one costs the lab about
 # 12 ms of CPU (two TLS handshakes, two hops, an indexed log document).
 CUSTOMER_RPS = 15
 
