@@ -87,9 +87,9 @@ options:
     description:
       - Requests left out of both groups, as a mapping of field to a value or a list of values; a request matching any entry is
         left out (each becomes a C(term) or C(terms) filter under C(must_not)).
-      - The load balancer's health checks are in the request logs too, and always succeed. On a quiet application they can be
+      - "The load balancer's health checks are in the request logs too, and always succeed. On a quiet application they can be
         a large share of the requests and dilute an error rate, for example
-        C({user_agent.original: ELB-HealthChecker/2.0}) (the ALB's health checker) or C({url.path: /health}).
+        C({user_agent.original: ELB-HealthChecker/2.0}) (the ALB's health checker) or C({url.path: /health})."
     type: dict
     default: {}
     version_added: 0.2.0
