@@ -102,7 +102,7 @@ def test_soak_plan_is_reproducible_and_alternates_builds():
     first, again, other = test_soak.plan(7, 20), test_soak.plan(7, 20), test_soak.plan(8, 20)
     assert first == again and first != other
     assert [r[0] for r in first] == ['good', 'bad'] * 10
-    assert {tuple(sorted(r[1].items())) for r in first if r[0] == 'bad'} == {(('error_rate', 0.2),), (('latency_ms', 1200),)}
+    assert {tuple(sorted(r[1].items())) for r in first if r[0] == 'bad'} == {(('error_rate', 0.3),), (('latency_ms', 1200),)}
     faulted = [r for r in first if r[2]]
     assert 0 < len(faulted) < 20
     assert all(r[2] in faults.FAULTS and r[3] in faults.HOSTS and r[4] in faults.PHASES for r in faulted)
