@@ -3,7 +3,10 @@
 Behaviour comes from the site's package manifest (see packages.py):
 ``version`` (sent as X-App-Version), ``cold_start_s`` (the first request, and
 every request that arrives meanwhile, waits this long — a cold app pool),
-``latency_ms`` (per request, +/-20 % jitter), ``error_rate`` (share of 500s),
+``latency_ms`` (per request, +/-20 % jitter), ``error_rate`` (share of 500s;
+``error_pattern`` ``even`` spreads them so that any run of n requests holds
+n x error_rate of them, rounded either way, and a test's verdict does not
+hang on luck; ``random`` makes each request fail on its own, as in real life),
 ``health_status`` (what /health answers once warm). ``crashed`` makes every
 answer a 503, as IIS gives when rapid-fail protection stopped the app pool. Each request is handed to
 ``log_sink`` as an IIS-log-like document, the way Logstash would ship it.
@@ -12,6 +15,8 @@ answer a 503, as IIS gives when rapid-fail protection stopped the app pool. Each
 from __future__ import annotations
 
 import datetime
+import fractions
+import math
 import random
 import threading
 import time
@@ -35,6 +40,7 @@ class AppSite:
         self.crashed = False  # the site-crash fault: the app pool is gone, IIS answers 503
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
+        self._answered = 0  # requests the app answered (not /health): the even error pattern counts them
         self._first_request = None
         self._warm = threading.Event()
         self._warm_lock = threading.Lock()
@@ -59,6 +65,17 @@ class AppSite:
         with self._rng_lock:
             return self._rng.random(), self._rng.uniform(0.8, 1.2)
 
+    def _fails(self, roll):
+        """Whether this app request answers 500, by the manifest's error_rate and error_pattern."""
+        rate = fractions.Fraction(str(self.manifest.get('error_rate', 0)))
+        if self.manifest.get('error_pattern', 'even') == 'random':
+            return roll < rate
+        with self._rng_lock:
+            k = self._answered
+            self._answered += 1
+        # The k-th request fails when the running total of rate x k reaches a new whole number.
+        return math.floor((k + 1) * rate) > math.floor(k * rate)
+
     def _handler(self):
         site = self
 
@@ -81,7 +98,7 @@ class AppSite:
                     if path == '/health':
                         status = site.health_override or int(site.manifest.get('health_status', 200))
                     else:
-                        status = 500 if roll < float(site.manifest.get('error_rate', 0)) else 200
+                        status = 500 if site._fails(roll) else 200
                 body = ('%s %s\n' % (site.site_name, 'ok' if status < 500 else 'error')).encode()
                 self.send_response(status)
                 self.send_header('Content-Type', 'text/plain')

@@ -373,12 +373,13 @@ class Lab:
         return targets
 
     # -- operations -----------------------------------------------------------
-    def build(self, version, error_rate=None, latency_ms=None, cold_start_s=None, health_status=None, host_latency_ms=None):
+    def build(self, version, error_rate=None, latency_ms=None, cold_start_s=None, health_status=None, host_latency_ms=None,
+              error_pattern=None):
         if cold_start_s is None:
             cold_start_s = self.cold_start_s
         path, checksum, manifest = packages.build_package(self.artifacts.dir, version, error_rate=error_rate, latency_ms=latency_ms,
                                                           cold_start_s=cold_start_s, health_status=health_status,
-                                                          host_latency_ms=host_latency_ms)
+                                                          host_latency_ms=host_latency_ms, error_pattern=error_pattern)
         self.packages[checksum] = manifest
         return {'url': self.artifacts.url_for(path), 'checksum': checksum, 'size': path.stat().st_size, 'manifest': manifest}
 

@@ -100,6 +100,7 @@ def build(args):
     behaviour = {
         'version': args.version,
         'error_rate': args.error_rate,
+        'error_pattern': args.error_pattern,
         'latency_ms': args.latency_ms,
         'cold_start_s': args.cold_start_s,
         'host_latency_ms': {host: float(ms) for host, ms in args.slow_host or []},
@@ -138,6 +139,8 @@ def main(argv=None):
     p = command('build', build, help='build a release package; prints its url and checksum')
     p.add_argument('version')
     p.add_argument('--error-rate', type=float)
+    p.add_argument('--error-pattern', choices=('even', 'random'),
+                   help='even: exactly the error rate in any run of requests (default); random: each request on its own')
     p.add_argument('--latency-ms', type=float)
     p.add_argument('--cold-start-s', type=float)
     p.add_argument('--slow-host', nargs=2, action='append', metavar=('HOST', 'MS'), type=str,

@@ -1,6 +1,7 @@
 """Lab release packages: a zip whose manifest.json says how the app behaves.
 
-``host_latency_ms`` maps a host name to its own latency, for a release that
+``error_pattern`` says how the ``error_rate`` share of 500s falls (see
+app_site.py). ``host_latency_ms`` maps a host name to its own latency, for a release that
 is slow on one server only (a host-specific configuration problem).
 
 The WinRM double unpacks a package into a site's content folder; when the
@@ -16,7 +17,8 @@ import zipfile
 from pathlib import Path
 
 MANIFEST = 'manifest.json'
-DEFAULTS = {'error_rate': 0.0, 'latency_ms': 5.0, 'cold_start_s': 3.0, 'health_status': 200, 'host_latency_ms': {}}
+ERROR_PATTERNS = ('even', 'random')
+DEFAULTS = {'error_rate': 0.0, 'error_pattern': 'even', 'latency_ms': 5.0, 'cold_start_s': 3.0, 'health_status': 200, 'host_latency_ms': {}}
 
 
 def manifest_for(version, **behaviour):
@@ -27,6 +29,8 @@ def manifest_for(version, **behaviour):
     manifest.update({k: v for k, v in behaviour.items() if v is not None})
     if not 0 <= float(manifest['error_rate']) <= 1:
         raise ValueError('error_rate must be between 0 and 1')
+    if manifest['error_pattern'] not in ERROR_PATTERNS:
+        raise ValueError('error_pattern must be one of: %s' % ', '.join(ERROR_PATTERNS))
     return manifest
 
 

@@ -48,6 +48,7 @@ def test_package_checksum_and_manifest_round_trip(tmp_path):
 @pytest.mark.parametrize('behaviour, message', [
     ({'error_rate': 1.5}, 'error_rate must be between 0 and 1'),
     ({'colour': 'red'}, 'unknown package behaviour: colour'),
+    ({'error_pattern': 'bursty'}, 'error_pattern must be one of: even, random'),
 ])
 def test_package_rejects_bad_behaviour(tmp_path, behaviour, message):
     with pytest.raises(ValueError, match=message):
@@ -87,18 +88,41 @@ def test_error_rate_and_logging(pki):
     ca, ctx = pki
     logged = []
     site = AppSite('app.example.com-3', 'web2', '127.0.10.203', 0, ctx,
-                   packages.manifest_for('3', cold_start_s=0, latency_ms=0, error_rate=0.5), log_sink=logged.append, seed=1)
+                   packages.manifest_for('3', cold_start_s=0, latency_ms=0, error_rate=0.3), log_sink=logged.append, seed=1)
     try:
-        statuses = [get('127.0.10.203', site.running.port, ca)[0] for _i in range(60)]
+        first = [get('127.0.10.203', site.running.port, ca)[0] for _i in range(10)]
         health = get('127.0.10.203', site.running.port, ca, '/health')[0]
+        rest = [get('127.0.10.203', site.running.port, ca)[0] for _i in range(50)]
     finally:
         site.stop()
-    assert 15 <= statuses.count(500) <= 45 and statuses.count(500) + statuses.count(200) == 60
+    # Spread evenly over the app's requests (/health is not one): every run of n requests holds n x 0.3, rounded either way.
+    statuses = first + rest
+    assert statuses.count(500) == 18 and statuses.count(500) + statuses.count(200) == 60
+    for n in (10, 13, 20):
+        for start in range(0, 60 - n + 1):
+            assert int(n * 0.3) <= statuses[start:start + n].count(500) <= int(n * 0.3) + 1, (n, start, statuses)
     assert health == 200
     assert len(logged) == 61
     assert {d['application_name'] for d in logged} == {'app.example.com-3'}
-    assert logged[0]['host'] == {'name': 'web2'} and logged[-1]['url'] == {'path': '/health'}
+    assert logged[0]['host'] == {'name': 'web2'} and logged[10]['url'] == {'path': '/health'}
     assert sorted({d['response'] for d in logged}) == [200, 500]
+
+
+def test_random_error_pattern_fails_each_request_on_its_own(pki):
+    ca, ctx = pki
+    manifest = packages.manifest_for('3', cold_start_s=0, latency_ms=0, error_rate=0.5, error_pattern='random')
+    runs = []
+    for seed in (1, 2):
+        site = AppSite('app.example.com-3', 'web2', '127.0.10.203', 0, ctx, manifest, seed=seed)
+        try:
+            runs.append([get('127.0.10.203', site.running.port, ca)[0] for _i in range(60)])
+        finally:
+            site.stop()
+    for statuses in runs:
+        assert 15 <= statuses.count(500) <= 45 and statuses.count(500) + statuses.count(200) == 60
+    # Not a fixed pattern: the seed decides which requests fail, and runs of one status are longer than alternation allows.
+    assert runs[0] != runs[1]
+    assert any(statuses[i:i + 3] in ([500] * 3, [200] * 3) for statuses in runs for i in range(58))
 
 
 def test_two_sites_cannot_hold_one_address_and_port(pki):
