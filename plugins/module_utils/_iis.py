@@ -374,11 +374,12 @@ class SiteSwap:
             'diff': {'before': {'running': was_running}, 'after': {'running': predicted}},
         }
 
-    def _holds(self, params, package, inventory):
-        """Whether ``active`` already runs with the package's release in its folder."""
+    def _held(self, params, package, inventory):
+        """The package check when ``active`` already runs with the release in its folder; None otherwise."""
         if params['active'] not in running(params['app'], inventory):
-            return False
-        return not Package(self.client, self.host).run(package, check_mode=True)['changed']
+            return None
+        found = Package(self.client, self.host).run(package, check_mode=True)
+        return None if found['changed'] else found
 
     def deploy(self, params, check_mode=False):
         """Stop and prune the app's sites, install ``package`` into the new
@@ -391,13 +392,13 @@ class SiteSwap:
         timings = {}
         watch = Stopwatch()
         inventory = self._inventory(params)
-        if self._holds(params, package, inventory):
+        held = self._held(params, package, inventory)
+        if held is not None:
             # Already running this release: converge the site and prune, no stop.
             start = self.run(dict(params, package=None), check_mode=check_mode, inventory=inventory)
             timings.update(stop=0.0, package=0.0, start=watch.elapsed())
-            start.update(package=dict(changed=False, dest=package['dest'], checksum=package['checksum'], size=None), timings=timings)
+            start.update(package=held, timings=timings)
             return start
-        watch = Stopwatch()
         # The new site is kept if a failed attempt left it: the package step
         # verifies its content and the start step converges its settings.
         keep = list(params.get('keep') or []) + [params['active']]

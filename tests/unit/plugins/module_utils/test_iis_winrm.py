@@ -404,7 +404,9 @@ def test_deploy_stops_installs_and_starts_in_one_call(double, host, artifacts):
     assert double.violations == []
 
     again = svc.deploy(deploy_params(artifacts))
-    assert (again['changed'], again['actions'], again['package']['changed']) == (False, [], False)
+    assert (again['changed'], again['actions']) == (False, [])
+    assert again['package'] == dict(changed=False, dest=DEST, checksum=RELEASE_SHA, size=len(RELEASE))
+    assert again['timings']['stop'] == again['timings']['package'] == 0.0
     assert len(artifacts.seen) == 1
 
 
