@@ -76,6 +76,11 @@ def test_slow_warm_up_on_host_2_reverts_it_and_reconcile_reverts_host_1(scenario
     assert run.rc != 0
     assert outcomes(run) == {'web1': 'reconciled', 'web2': 'reverted', 'web3': 'untouched'}
     assert 'ms >' in run.report['hosts']['web2']['reason']
+    # web1 passed its gate before web2 failed: the report keeps what its promotion measured.
+    promoted = run.report['hosts']['web1']['promoted']
+    assert promoted['site'] == SITE % 4 and float(promoted['steps']['bake']) > 0, promoted
+    assert {m['name']: m['status'] for m in promoted['gate']} == {'errors': 'pass', 'p95': 'pass'}, promoted['gate']
+    assert 'promoted' not in run.report['hosts']['web2']
     assert_fleet_converged(scenario.lab, SITE % 2)
 
 
