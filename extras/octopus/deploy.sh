@@ -10,6 +10,8 @@
 #   Canary.Serial         hosts per batch (default 1)
 #   Canary.BakeSeconds    seconds each host is judged before it is promoted (default 120)
 #   Canary.ReportDir      where rollout-report.json and rollout-junit.xml go (default: the working folder)
+#   Canary.Forks          hosts Ansible works on at once (default 25): after an abort every host
+#                         that took the release is reverted in parallel, up to this many
 # and Octopus.Release.Number as the version (the new IIS site is <app>-<version>).
 #
 # Exit code: 0 = every host promoted, or nothing to do; non-zero = the rollout
@@ -36,6 +38,7 @@ package_sha256=$(octopus Canary.PackageSha256)
 serial=$(octopus Canary.Serial 1)
 bake_seconds=$(octopus Canary.BakeSeconds 120)
 report_dir=$(octopus Canary.ReportDir "$PWD")
+forks=$(octopus Canary.Forks 25)
 
 for required in inventory vars_file version package_url package_sha256; do
     if [ -z "${!required}" ]; then
@@ -43,12 +46,16 @@ for required in inventory vars_file version package_url package_sha256; do
         exit 5
     fi
 done
+if ! [[ "$forks" =~ ^[1-9][0-9]*$ ]]; then
+    echo "Octopus variable Canary.Forks is '$forks'; set it to a whole number of hosts of at least 1 (default 25)" >&2
+    exit 5
+fi
 
 report="$report_dir/rollout-report.json"
 junit="$report_dir/rollout-junit.xml"
 rm -f "$report" "$junit"
 
-ansible-playbook -i "$inventory" immune.canary.deploy -e @"$vars_file" \
+ansible-playbook -i "$inventory" immune.canary.deploy -f "$forks" -e @"$vars_file" \
   -e rollout_version="$version" -e rollout_package_url="$package_url" \
   -e rollout_package_checksum="sha256:$package_sha256" \
   -e rollout_serial="$serial" -e rollout_bake_seconds="$bake_seconds" \

@@ -78,7 +78,7 @@ def test_jenkins_promotes_a_good_release_with_exit_0_and_a_passing_junit_report(
     build = lab.build('2')
     env = ansible_env({'INVENTORY': str(lab.inventory_path), 'VARS_FILE': str(work / 'app.json'), 'VERSION': '2',
                        'PACKAGE_URL': build['url'], 'PACKAGE_SHA256': build['checksum'].removeprefix('sha256:'),
-                       'SERIAL': '1', 'BAKE_SECONDS': '6', 'ANSIBLE_COLLECTIONS_PATH': str(ROOT / '.build')})
+                       'SERIAL': '1', 'BAKE_SECONDS': '6', 'FORKS': '25', 'ANSIBLE_COLLECTIONS_PATH': str(ROOT / '.build')})
     done, _customers = _run(lab, jenkins_deploy_command(), env, work)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     report = json.loads((work / 'rollout-report.json').read_text())
@@ -119,3 +119,40 @@ def test_octopus_refuses_without_its_variables(tmp_path):
     done = subprocess.run(['bash', str(OCTOPUS)], cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 5
     assert done.stderr.strip() == "Octopus variable for inventory is empty; set it in the project's variables"
+
+
+def _octopus_with_a_recording_playbook(tmp_path, variables):
+    """Run the Octopus script with an ansible-playbook that records its arguments (and writes no report)."""
+    (tmp_path / 'octopus.json').write_text(json.dumps(variables), encoding='utf-8')
+    fake = tmp_path / 'bin' / 'ansible-playbook'
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\nprintf "%%s\\n" "$@" > %s\nexit 0\n' % (tmp_path / 'argv'), encoding='utf-8')
+    fake.chmod(0o755)
+    functions = 'get_octopusvariable() { python3 -c "import json,sys; print(json.load(open(\'%s\')).get(sys.argv[1], \'\'))" "$1"; }\n' % (
+        tmp_path / 'octopus.json')
+    env = dict(os.environ, PATH='%s:%s' % (fake.parent, os.environ['PATH']))
+    done = subprocess.run(['bash', '-c', functions + 'source %s\n' % OCTOPUS], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=False, timeout=60)
+    argv = (tmp_path / 'argv').read_text().splitlines() if (tmp_path / 'argv').exists() else None
+    return done, argv
+
+
+OCTOPUS_VARIABLES = {'Canary.Inventory': 'inventory/prod.yml', 'Canary.VarsFile': 'vars/app.yml', 'Octopus.Release.Number': '3457',
+                     'Canary.PackageUrl': 'https://packages.example.com/app-3457.zip', 'Canary.PackageSha256': 'ab' * 32}
+
+
+@pytest.mark.parametrize('forks, expected', [(None, '25'), ('40', '40')])
+def test_octopus_runs_enough_forks_to_revert_a_fleet_in_parallel(tmp_path, forks, expected):
+    variables = dict(OCTOPUS_VARIABLES, **({'Canary.Forks': forks} if forks else {}))
+    done, argv = _octopus_with_a_recording_playbook(tmp_path, variables)
+    assert done.returncode == 0, done.stderr
+    assert argv[argv.index('-f') + 1] == expected
+    assert argv[:3] == ['-i', 'inventory/prod.yml', 'immune.canary.deploy'] and 'rollout_version=3457' in argv
+
+
+@pytest.mark.parametrize('forks', ['0', 'many', '-3', '5 -e x=1'])
+def test_octopus_refuses_a_bad_forks_value_before_running_anything(tmp_path, forks):
+    done, argv = _octopus_with_a_recording_playbook(tmp_path, dict(OCTOPUS_VARIABLES, **{'Canary.Forks': forks}))
+    assert done.returncode == 5 and argv is None
+    assert done.stderr.strip() == ("Octopus variable Canary.Forks is '%s'; set it to a whole number of hosts of at least 1 (default 25)"
+                                   % forks)

@@ -120,6 +120,15 @@ def test_the_controller_playbook_reads_only_fields_every_template_has():
         assert sorted(fields - set(template)) == [], template['name']
 
 
+def test_templates_run_enough_forks_to_revert_a_fleet_in_parallel():
+    # 0 would mean Ansible's default of 5: a reconcile of 20 hosts in four rounds.
+    forks = {t['name']: t['forks'] for t in TEMPLATES}
+    assert forks == {'immune.canary deploy': 25, 'immune.canary rollback': 25, 'immune.canary status': 25}
+    plays = yaml.safe_load((AWX / 'configure.yml').read_text())
+    (task,) = [t for t in plays[0]['tasks'] if 'ansible.controller.job_template' in t]
+    assert task['ansible.controller.job_template']['forks'] == '{{ item.forks }}'
+
+
 WORKFLOWS = json.loads((AWX / 'workflow.json').read_text())['workflow_job_templates']
 
 
