@@ -27,6 +27,7 @@ def test_good_build_is_promoted_everywhere_without_a_failed_request(scenario):
     assert outcomes(run) == {'web1': 'promoted', 'web2': 'promoted', 'web3': 'promoted'}
     assert run.report['result'] == 'promoted'
     assert run.customers['requests'] > 100 and run.customers['failures'] == 0, run.customers
+    assert 'WARNING: forks' not in run.stdout  # Ansible's default of 5 covers 3 hosts
     assert_fleet_converged(scenario.lab, SITE % 2)
     events = scenario.lab.es.count('deploy-events')
     assert events >= 5  # started, 3 promoted, succeeded
@@ -143,8 +144,10 @@ def test_check_mode_changes_nothing_anywhere(scenario):
     before_scripts = {h: applied_scripts(lab, h) for h in lab.hosts}
     before_events = lab.es.count('deploy-events')
     before_downloads = len(lab.artifacts.downloads)
-    run = scenario.play('deploy.yml', scenario.release(8), check=True)
+    # Two forks for three hosts: an abort would revert them two at a time, and the run says so.
+    run = scenario.play('deploy.yml', scenario.release(8), check=True, args=['-f', '2'])
     assert run.rc == 0, run.stdout[-3000:]
+    assert 'WARNING: forks is 2 but the rollout covers 3 hosts' in run.stdout and 'Run with -f 3 (or more)' in run.stdout
     assert {h: applied_scripts(lab, h) for h in lab.hosts} == before_scripts
     assert lab.es.count('deploy-events') == before_events
     assert len(lab.artifacts.downloads) == before_downloads
