@@ -89,15 +89,19 @@ def test_jenkins_promotes_a_good_release_with_exit_0_and_a_passing_junit_report(
     assert_fleet_converged(lab, 'app.example.com-2')
 
 
+def octopus_functions(work, variables):
+    """What Octopus provides to a Bash script step: get_octopusvariable (reading ``variables``) and set_octopusvariable."""
+    (work / 'octopus.json').write_text(json.dumps(variables), encoding='utf-8')
+    return ('get_octopusvariable() { python3 -c "import json,sys; print(json.load(open(\'%s\')).get(sys.argv[1], \'\'))" "$1"; }\n'
+            'set_octopusvariable() { echo "##octopus[setVariable name=$1 value=$2]"; }\n' % (work / 'octopus.json'))
+
+
 def test_octopus_reverts_a_bad_release_with_a_non_zero_exit_and_a_failing_junit_report(lab, tmp_path):
     work = _workspace(lab, tmp_path)
     build = lab.build('3', error_rate=0.3)
     octopus = {'Canary.Inventory': str(lab.inventory_path), 'Canary.VarsFile': str(work / 'app.json'), 'Octopus.Release.Number': '3',
                'Canary.PackageUrl': build['url'], 'Canary.PackageSha256': build['checksum'].removeprefix('sha256:'), 'Canary.BakeSeconds': '6'}
-    (work / 'octopus.json').write_text(json.dumps(octopus), encoding='utf-8')
-    # What Octopus provides to a Bash script step: get_octopusvariable and set_octopusvariable.
-    functions = ('get_octopusvariable() { python3 -c "import json,sys; print(json.load(open(\'%s\')).get(sys.argv[1], \'\'))" "$1"; }\n'
-                 'set_octopusvariable() { echo "##octopus[setVariable name=$1 value=$2]"; }\n' % (work / 'octopus.json'))
+    functions = octopus_functions(work, octopus)
     env = ansible_env({'ANSIBLE_COLLECTIONS_PATH': str(ROOT / '.build'), 'PATH': '%s:%s' % (Path(sys.executable).parent, os.environ['PATH'])})
     done, _customers = _run(lab, functions + 'source %s\n' % OCTOPUS, env, work)
     assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-2000:]
@@ -123,13 +127,11 @@ def test_octopus_refuses_without_its_variables(tmp_path):
 
 def _octopus_with_a_recording_playbook(tmp_path, variables):
     """Run the Octopus script with an ansible-playbook that records its arguments (and writes no report)."""
-    (tmp_path / 'octopus.json').write_text(json.dumps(variables), encoding='utf-8')
+    functions = octopus_functions(tmp_path, variables)
     fake = tmp_path / 'bin' / 'ansible-playbook'
     fake.parent.mkdir()
     fake.write_text('#!/bin/sh\nprintf "%%s\\n" "$@" > %s\nexit 0\n' % (tmp_path / 'argv'), encoding='utf-8')
     fake.chmod(0o755)
-    functions = 'get_octopusvariable() { python3 -c "import json,sys; print(json.load(open(\'%s\')).get(sys.argv[1], \'\'))" "$1"; }\n' % (
-        tmp_path / 'octopus.json')
     env = dict(os.environ, PATH='%s:%s' % (fake.parent, os.environ['PATH']))
     done = subprocess.run(['bash', '-c', functions + 'source %s\n' % OCTOPUS], cwd=tmp_path, env=env, capture_output=True, text=True,
                           check=False, timeout=60)
