@@ -1,26 +1,29 @@
-# Plain entry points. Every target works on a fresh Debian / Python 3.11
-# machine that reaches PyPI and nothing else.
-PYTHON ?= python3.11
+# Plain entry points. Every target works on a fresh Debian machine that
+# reaches PyPI and nothing else, with a Python 3.12 or 3.13 (pyenv's, or
+# Debian 13's own): tools/find-python picks it, or names what to install.
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 COLL   := $(CURDIR)/.build/ansible_collections/immune/canary
 GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
+READY  := $(VENV)/.ready-py3.12+
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup build test static e2e-faults sanity lint ruff unit integration e2e bench demo clean faults soak package-test compat docs-lint changelog-lint
+.PHONY: setup build test static e2e-faults sanity lint ruff unit integration e2e bench demo clean faults soak package-test compat compat-in-process docs-lint changelog-lint
 
-# uv (from PyPI) installs the test requirements in seconds where pip takes
-# minutes. It compiles bytecode only when asked; without that (and where
-# PYTHONDONTWRITEBYTECODE is set) every ansible-playbook and module
-# run would compile its imports again.
-$(VENV)/.done: requirements.txt requirements-test.txt
-	$(PYTHON) -m venv $(VENV)
+# .venv holds the newest supported ansible-core (requirements.txt) and
+# everything the tests need. uv (from PyPI) installs the requirements in
+# seconds where pip takes minutes. It compiles bytecode only when asked;
+# without that (and where PYTHONDONTWRITEBYTECODE is set) every
+# ansible-playbook and module run would compile its imports again.
+$(READY): requirements.txt requirements-test.txt tools/find-python
+	rm -rf $(VENV)
+	py=$$(tools/find-python) && $$py -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q uv
 	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements-test.txt
 	touch $@
 
-setup: $(VENV)/.done $(GET_PIP)
+setup: $(READY) $(GET_PIP)
 
 # ansible-test bootstraps pip with a downloaded script; use a local one.
 $(GET_PIP): tools/get_pip.py
@@ -44,7 +47,7 @@ ruff: setup
 	$(BIN)/ruff check .
 
 sanity: build
-	cd $(COLL) && $(BIN)/ansible-test sanity --venv --python 3.11 --color no
+	cd $(COLL) && $(BIN)/ansible-test sanity --venv --python "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" --color no
 
 lint: build
 	@if ls roles/*/tasks >/dev/null 2>&1 || ls playbooks/*.yml >/dev/null 2>&1; then \
@@ -106,25 +109,30 @@ soak: build
 package-test: build
 	$(BIN)/pytest -q tests/packaging
 
-# The oldest supported ansible-core (meta/runtime.yml): a venv holding only
-# ansible-core 2.18 (and what it pins), every other package read from .venv
-# through a .pth file, so it is made in seconds.
-COMPAT := .venv-2.18
-$(COMPAT)/.done: requirements-compat.txt $(VENV)/.done
-	rm -rf $(COMPAT)
-	$(PYTHON) -m venv $(COMPAT)
+# The other supported ansible-core releases (meta/runtime.yml): a venv each
+# holding only that ansible-core (and what it pins), every other package read
+# from .venv through a .pth file, so each is made in seconds.
+.venv-%/.ready: requirements-compat-%.txt $(READY)
+	rm -rf .venv-$*
+	$(BIN)/python -m venv .venv-$*
 	$(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))' > \
-		"$$($(COMPAT)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/zz-main-venv.pth"
-	test -x $(BIN)/uv || $(BIN)/pip install --disable-pip-version-check -q uv
-	$(BIN)/uv pip install -q --compile-bytecode --python $(COMPAT)/bin/python -r requirements-compat.txt
+		"$$(.venv-$*/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/zz-main-venv.pth"
+	$(BIN)/uv pip install -q --compile-bytecode --python .venv-$*/bin/python -r requirements-compat-$*.txt
 	touch $@
 
-# Every module, plugin, the role and the playbooks through ansible-core 2.18's
-# own ansible-playbook, ansible-inventory and ansible-doc. Not repeated: the
-# lab's own tests (no Ansible) and the in-process tables of bad and hostile
-# input and TLS options (the module code under test is the same).
+# Every module, plugin, the role and the playbooks through the oldest
+# supported ansible-core's own ansible-playbook, ansible-inventory and
+# ansible-doc. Not repeated: the lab's own tests (no Ansible) and the
+# in-process tables of bad and hostile input and TLS options (the module code
+# under test is the same).
 COMPAT_SKIP := tests/integration/test_lab.py tests/integration/test_bad_input.py tests/integration/test_hostile_values.py tests/integration/test_tls.py
-compat: build $(COMPAT)/.done
-	$(COMPAT)/bin/ansible --version | head -1
-	$(COMPAT)/bin/python -m pytest -q -n 2 --dist loadfile tests/unit
-	$(COMPAT)/bin/python -m pytest -q -n 2 --dist loadfile tests/integration $(addprefix --ignore ,$(COMPAT_SKIP))
+compat: build .venv-2.18/.ready
+	.venv-2.18/bin/ansible --version | head -1
+	.venv-2.18/bin/python -m pytest -q -n 2 --dist loadfile tests/unit
+	.venv-2.18/bin/python -m pytest -q -n 2 --dist loadfile tests/integration $(addprefix --ignore ,$(COMPAT_SKIP))
+
+# The in-process runner on the releases between the oldest and the newest:
+# which path ran, and the same results, messages and masking both ways.
+compat-in-process: build .venv-2.19/.ready .venv-2.20/.ready
+	for v in 2.19 2.20; do .venv-$$v/bin/ansible --version | head -1; \
+		.venv-$$v/bin/python -m pytest -q tests/integration/test_in_process.py || exit 1; done

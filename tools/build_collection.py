@@ -13,12 +13,13 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEST = os.path.join(ROOT, '.build', 'ansible_collections', 'immune', 'canary')
-SKIP_DIRS = {'.git', '.build', '.venv', '.venv-2.18', '.pytest_cache', '.ruff_cache', '__pycache__', '.lab', 'dist'}
+SKIP_DIRS = {'.git', '.build', '.pytest_cache', '.ruff_cache', '__pycache__', '.lab', 'dist'}
 SKIP_PATHS = {os.path.join('tests', 'output'), os.path.join('bench', 'results')}
 
 
 def _wanted(rel_dir, name):
-    return name not in SKIP_DIRS and os.path.join(rel_dir, name) not in SKIP_PATHS
+    # .venv and .venv-<ansible-core version>: the test environments
+    return name not in SKIP_DIRS and not name.startswith('.venv') and os.path.join(rel_dir, name) not in SKIP_PATHS
 
 
 def sync(root=ROOT, dest=DEST):

@@ -230,15 +230,17 @@ def test_expected_status_list(ca, good_cert):
         assert 'status 204 from /health' in failure(ca, srv.port).message
 
 
+# A reset right after part of the headers reaches the client before or after
+# what was sent (Python 3.13's TLS layer often reports the reset first).
 @pytest.mark.parametrize('mode, reason', [
-    ('reset', 'response from /health cut off inside the headers'),
-    ('cut', 'response from /health cut off after 10 bytes of the body'),
+    ('reset', r'(response from /health cut off inside the headers|connection reset by 127\.0\.0\.1:\d+ during the response from /health)'),
+    ('cut', re.escape('response from /health cut off after 10 bytes of the body')),
 ])
 def test_connection_cut_mid_response(ca, good_cert, mode, reason):
     with serving_app(App(mode=mode), good_cert) as srv:
         error = failure(ca, srv.port, first_request_timeout=0.6)
     assert re.fullmatch(r'Failed to warm up app\.example\.com at 127\.0\.0\.1:\d+: %s until first_request_timeout 0\.6 s ran out '
-                        r'after \d+ attempts in 0\.\d s' % re.escape(reason), error.message), error.message
+                        r'after \d+ attempts in 0\.\d s' % reason, error.message), error.message
     app = App(mode=lambda index: mode if index < 2 else None)
     with serving_app(app, good_cert) as srv:
         result, _warnings = probe(params(ca, srv.port))

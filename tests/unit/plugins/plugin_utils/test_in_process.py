@@ -91,3 +91,87 @@ def action(transport='local', async_val=0, become=False, requires=()):
 ], ids=['local', 'library-present', 'switched-off-text', 'switched-off', 'ssh', 'async', 'become', 'library-missing'])
 def test_in_process_only_where_the_module_would_run_in_the_controllers_python(plugin, task_vars, expected):
     assert plugin._in_process(task_vars) is expected  # pylint: disable=protected-access
+
+
+@pytest.fixture
+def fresh_api(monkeypatch):
+    """The runner's view of ansible-core loaded anew (and restored after the test)."""
+    monkeypatch.setattr(_in_process, '_API', None)
+    monkeypatch.setattr(_in_process, '_SELF_TEST', [])
+    return monkeypatch
+
+
+@pytest.mark.parametrize('version, reason', [
+    ('2.99.0', 'ansible-core 2.99.0 is not one of the releases it was tested with (2.18, 2.19, 2.20, 2.21)'),
+    ('2.17.14', 'ansible-core 2.17.14 is not one of the releases it was tested with (2.18, 2.19, 2.20, 2.21)'),
+    ('devel', "the ansible-core version 'devel' cannot be read"),
+])
+def test_an_untested_or_unreadable_ansible_core_gives_the_reason(fresh_api, version, reason):
+    import ansible.release
+    fresh_api.setattr(ansible.release, '__version__', version)
+    assert _in_process.api().reason == reason
+    with pytest.raises(RuntimeError, match='tested with|cannot be read'):
+        _in_process.run_main(echo_main, module_args(name='x'))
+
+
+def test_a_missing_name_gives_the_reason(fresh_api):
+    fresh_api.delattr(basic, '_ANSIBLE_ARGS')
+    assert _in_process.api().reason.endswith('has no ansible.module_utils.basic._ANSIBLE_ARGS')
+
+
+def test_the_supported_release_here_loads(fresh_api):
+    assert _in_process.api().reason is None
+
+
+@pytest.mark.parametrize('parse, problem', [
+    (lambda res: (_ for _ in ()).throw(TypeError('unexpected keyword')), 'its self-test failed: unexpected keyword'),
+    (lambda res: {'changed': True, 'name': 'self-test'}, 'its self-test returned an unexpected result'),
+    (lambda res: dict(last_json(res['stdout']), token_seen=_in_process.SELF_TEST_SECRET), 'its self-test returned an unexpected result'),
+], ids=['parser-raises', 'wrong-result', 'secret-unmasked'])
+def test_the_self_test_catches_a_parser_that_changed(fresh_api, parse, problem):
+    assert _in_process.self_test_problem(parse).startswith(problem)
+
+
+def test_the_self_test_passes_with_a_faithful_parser(fresh_api):
+    assert _in_process.self_test_problem(lambda res: last_json(res['stdout'])) is None
+
+
+class FakeAction(_in_process.InProcessModule):
+    MODULE = SimpleNamespace(__name__='plugins.modules.echo', main=echo_main)
+
+    def __init__(self, parse):
+        # pylint: disable=super-init-not-called  # only what run() reads
+        self._connection = SimpleNamespace(transport='local', _shell=SimpleNamespace(tmpdir=None))
+        self._task = SimpleNamespace(async_val=0, args={'name': 'web1'}, check_mode=False)
+        self._play_context = SimpleNamespace(become=False)
+        self.parse = parse
+        self.executed = []
+
+    def _parse(self, res):
+        return self.parse(res)
+
+    def _update_module_args(self, module_name, args, task_vars, ignore_unknown_opts=False):
+        args.update(module_args(**args), _ansible_module_name=module_name)
+
+    def _execute_module(self, module_name=None, module_args=None, tmp=None, task_vars=None, **kwargs):
+        self.executed.append(module_name)
+        return {'changed': False, 'ran': 'module process'}
+
+
+def test_run_falls_back_to_the_module_process_with_a_warning_when_the_self_test_fails(fresh_api):
+    warned = []
+    fresh_api.setattr(_in_process, '_warn_once', warned.append)
+    fresh_api.setattr(_in_process.ActionBase, 'run', lambda self, tmp=None, task_vars=None: {})
+    broken = FakeAction(lambda res: {'changed': 'maybe'})
+    assert broken.run(task_vars={}) == {'changed': False, 'ran': 'module process'}
+    assert broken.executed == ['immune.canary.echo']
+    assert warned and warned[0].startswith('its self-test returned an unexpected result')
+    # The finding holds for the worker process: the next task does not test again, it falls back at once.
+    assert FakeAction(lambda res: last_json(res['stdout'])).run(task_vars={})['ran'] == 'module process'
+
+
+def test_run_stays_in_process_when_the_self_test_passes(fresh_api):
+    fresh_api.setattr(_in_process.ActionBase, 'run', lambda self, tmp=None, task_vars=None: {})
+    good = FakeAction(lambda res: last_json(res['stdout']))
+    result = good.run(task_vars={})
+    assert good.executed == [] and result['name'] == 'web1' and result['changed'] is True
