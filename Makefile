@@ -4,8 +4,7 @@
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 COLL   := $(CURDIR)/.build/ansible_collections/immune/canary
-GET_PIP := $(HOME)/.ansible/test/cache/get_pip_24_2.py
-READY  := $(VENV)/.ready-py3.12+
+READY  := $(VENV)/.ready
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
@@ -23,12 +22,16 @@ $(READY): requirements.txt requirements-test.txt tools/find-python
 	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements-test.txt
 	touch $@
 
-setup: $(READY) $(GET_PIP)
+setup: $(READY) $(VENV)/.get-pip
 
-# ansible-test bootstraps pip with a downloaded script; use a local one.
-$(GET_PIP): tools/get_pip.py
-	mkdir -p $(dir $@)
-	cp tools/get_pip.py $@
+# ansible-test bootstraps pip with a script it downloads from a host other
+# than PyPI, one per pip version (24.2 for ansible-core 2.18, 25.2 for 2.21);
+# it takes a local file instead, so give it ours under the name it looks for.
+$(VENV)/.get-pip: tools/get_pip.py $(READY)
+	mkdir -p $(HOME)/.ansible/test/cache
+	for v in 24.2 25.2 $$(sed -n "s/^ *pip='\([0-9.]*\)',\{0,1\}$$/\1/p" $(VENV)/lib/python*/site-packages/ansible_test/_internal/python_requirements.py); do \
+		cp tools/get_pip.py $(HOME)/.ansible/test/cache/get_pip_$$(echo $$v | tr . _).py; done
+	touch $@
 
 build: setup
 	$(BIN)/python tools/build_collection.py

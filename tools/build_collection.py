@@ -51,7 +51,7 @@ def sync(root=ROOT, dest=DEST):
     for dirpath, _dirnames, filenames in os.walk(dest, topdown=False):
         rel_dir = os.path.relpath(dirpath, dest)
         rel_dir = '' if rel_dir == '.' else rel_dir
-        top = rel_dir.split(os.sep)[0]
+        top = rel_dir.split(os.sep, maxsplit=1)[0]
         if top == '.git' or rel_dir.startswith(os.path.join('tests', 'output')):
             continue
         for name in filenames:

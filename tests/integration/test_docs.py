@@ -70,7 +70,9 @@ def rendered_options(section):
 def ansible_doc(*args):
     proc = subprocess.run([str(BIN / 'ansible-doc'), *args], capture_output=True, text=True, timeout=300, env=ansible_env(), check=False)
     assert proc.returncode == 0, proc.stderr
-    assert '[ERROR]' not in proc.stderr and 'WARNING' not in proc.stderr, proc.stderr
+    # ansible-core 2.21 warns about a collection of its own (ansible._protomatter); only ours count here.
+    ours = [line for line in proc.stderr.splitlines() if '/ansible/_internal/ansible_collections/' not in line]
+    assert not any('[ERROR]' in line or 'WARNING' in line for line in ours), proc.stderr
     return proc.stdout
 
 

@@ -123,8 +123,12 @@ def test_the_supported_release_here_loads(fresh_api):
     assert _in_process.api().reason is None
 
 
+def parser_that_raises(error):
+    raise error
+
+
 @pytest.mark.parametrize('parse, problem', [
-    (lambda res: (_ for _ in ()).throw(TypeError('unexpected keyword')), 'its self-test failed: unexpected keyword'),
+    (lambda res: parser_that_raises(TypeError('unexpected keyword')), 'its self-test failed: unexpected keyword'),
     (lambda res: {'changed': True, 'name': 'self-test'}, 'its self-test returned an unexpected result'),
     (lambda res: dict(last_json(res['stdout']), token_seen=_in_process.SELF_TEST_SECRET), 'its self-test returned an unexpected result'),
 ], ids=['parser-raises', 'wrong-result', 'secret-unmasked'])
@@ -150,8 +154,9 @@ class FakeAction(_in_process.InProcessModule):
     def _parse(self, res):
         return self.parse(res)
 
-    def _update_module_args(self, module_name, args, task_vars, ignore_unknown_opts=False):
-        args.update(module_args(**args), _ansible_module_name=module_name)
+    def _update_module_args(self, module_name, module_args, task_vars, ignore_unknown_opts=False):  # pylint: disable=redefined-outer-name
+        module_args.update(_ansible_check_mode=False, _ansible_no_log=False, _ansible_diff=False, _ansible_verbosity=0,
+                           _ansible_module_name=module_name)
 
     def _execute_module(self, module_name=None, module_args=None, tmp=None, task_vars=None, **kwargs):
         self.executed.append(module_name)
