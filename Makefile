@@ -37,12 +37,13 @@ build: setup
 	$(BIN)/python tools/build_collection.py
 
 # Stages run two at a time where that saves time without starving either:
-# the static checks, and the packaging tests beside the ansible-core 2.18
-# run. The unit, integration and end-to-end tests use both cores alone.
+# the static checks, and the packaging tests beside the runs on the other
+# ansible-core releases. The unit, integration and end-to-end tests (on the
+# newest ansible-core) use both cores alone.
 test:
 	$(MAKE) --no-print-directory -j2 --output-sync=target static
 	$(MAKE) --no-print-directory unit integration e2e e2e-faults
-	$(MAKE) --no-print-directory -j2 --output-sync=target package-test compat
+	$(MAKE) --no-print-directory -j2 --output-sync=target package-test compat compat-in-process
 
 static: ruff sanity lint docs-lint changelog-lint
 

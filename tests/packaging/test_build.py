@@ -29,6 +29,9 @@ CLUTTER = [
     'immune-canary-0.0.8.tar.gz',
 ]
 FORBIDDEN = ('.build/', '.venv/', '.venv-', '.lab/', '.pytest_cache/', '.ruff_cache/', 'tests/output/', 'bench/results/', 'dist/', '.ci/')
+# What only development needs: the tests and their data, the bench, tools and the checkout's configuration.
+DEVELOPMENT = ('.ci/', 'tests/', 'bench/', 'tools/', 'Makefile', 'ansible.cfg', 'pytest.ini', 'ruff.toml', '.ansible-lint', '.gitignore',
+               'requirements-test.txt', 'requirements-bench.txt', 'requirements-compat-')
 
 
 def _tracked_files():
@@ -56,9 +59,8 @@ def test_a_checkout_full_of_clutter_builds_a_clean_tarball(tmp_path):
     assert sorted(set(CLUTTER) & members) == []
     assert sorted(m for m in members if m.startswith(FORBIDDEN)) == []
     assert sorted(m for m in members if '__pycache__' in m or m.endswith(('.pyc', '.tar.gz'))) == []
-    # Everything tracked is shipped except what build_ignore names (CI, the bench's
-    # record of its last figures on a development machine) and the files galaxy.yml becomes.
-    expected = {rel for rel in tracked if not rel.startswith(('.ci/', 'bench/results/')) and rel != 'galaxy.yml'}
+    # Everything tracked is shipped except the development tree and the files galaxy.yml becomes.
+    expected = {rel for rel in tracked if not rel.startswith(DEVELOPMENT) and rel != 'galaxy.yml'}
     assert sorted(expected - members) == []
     assert sorted(members - expected - {'MANIFEST.json', 'FILES.json'}) == []
 
@@ -71,6 +73,9 @@ def test_the_tarball_has_the_collection_metadata(collection_tarball):
     assert (info['namespace'], info['name']) == ('immune', 'canary')
     for rel in ('meta/runtime.yml', 'meta/execution-environment.yml', 'requirements.txt', 'meta/ee-requirements.txt', 'meta/ee-bindep.txt',
                 'playbooks/deploy.yml', 'roles/rollout/meta/argument_specs.yml', 'plugins/modules/alb_target.py',
-                'plugins/filter/junit_report.py'):
+                'plugins/filter/junit_report.py', 'plugins/action/alb_target.py', 'plugins/plugin_utils/_in_process.py',
+                'inventory/app.target_group.yml', 'extras/jenkins/Jenkinsfile', 'execution-environment.yml', 'README.md', 'COPYING'):
         assert rel in members, rel
-    assert sorted(m for m in members if m.startswith(FORBIDDEN)) == []
+    assert sorted(m for m in members if m.startswith(FORBIDDEN + DEVELOPMENT)) == []
+    # No test data: the whole tarball is smaller than the cmdlet list the tests check the PowerShell with.
+    assert collection_tarball.stat().st_size < (ROOT / 'tests' / 'data' / 'ps_cmdlets.json').stat().st_size / 2

@@ -42,24 +42,27 @@ def context(collection_tarball, tmp_path_factory):
     return work / 'context'
 
 
-def test_the_containerfile_installs_the_pinned_core_on_python_3_11_and_the_collection(context):
+def test_the_containerfile_installs_the_newest_core_on_python_3_12_and_the_collection(context):
     containerfile = (context / 'Containerfile').read_text()
     assert 'ARG EE_BASE_IMAGE="docker.io/redhat/ubi9:latest"' in containerfile
-    assert 'ARG PYCMD="/usr/bin/python3.11"' in containerfile
-    assert 'ARG ANSIBLE_INSTALL_REFS="ansible-core>=2.18,<2.20 ansible-runner>=2.4"' in containerfile
+    assert 'ARG PYCMD="/usr/bin/python3.12"' in containerfile
+    assert 'ARG ANSIBLE_INSTALL_REFS="ansible-core>=2.21,<2.22 ansible-runner>=2.4"' in containerfile
     assert 'ansible-galaxy collection install $ANSIBLE_GALAXY_CLI_COLLECTION_OPTS -r requirements.yml' in containerfile
     assert '--user-pip=requirements.txt --user-bindep=bindep.txt' in containerfile
 
 
-def test_the_pinned_core_is_the_range_the_collection_supports():
+def test_the_pinned_core_is_the_newest_release_the_collection_supports_and_tests():
     pinned = Requirement(EE['dependencies']['ansible_core']['package_pip'])
     required = _requirements((ROOT / 'requirements.txt').read_text())['ansible-core']
-    assert pinned.name == 'ansible-core' and pinned.specifier == required.specifier
-    runtime = yaml.safe_load((ROOT / 'meta' / 'runtime.yml').read_text())['requires_ansible']
-    # Every release the pin admits is one meta/runtime.yml accepts.
-    for version in ('2.18.0', '2.18.12', '2.19.0', '2.19.14'):
-        assert version in pinned.specifier and version in SpecifierSet(runtime), version
-    assert '2.17.9' not in pinned.specifier and '2.20.0' not in pinned.specifier
+    runtime = SpecifierSet(yaml.safe_load((ROOT / 'meta' / 'runtime.yml').read_text())['requires_ansible'])
+    assert pinned.name == 'ansible-core'
+    # The newest minor of the supported range, which CI's main test venv installs.
+    for version in ('2.21.0', '2.21.5'):
+        assert version in pinned.specifier and version in required.specifier and version in runtime, version
+    assert '2.20.9' not in pinned.specifier and '2.22.0' not in pinned.specifier and '2.22.0' not in required.specifier
+    assert '2.18.0' in required.specifier and '2.18.0' in runtime and '2.17.14' not in runtime
+    # The Python of the image runs that ansible-core.
+    assert EE['dependencies']['python_interpreter']['python_path'] == '/usr/bin/python3.12'
 
 
 def test_the_context_carries_the_python_and_system_requirements(context):

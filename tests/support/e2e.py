@@ -65,14 +65,14 @@ class Scenario:
         build = self.lab.build(str(version), **behaviour)
         return {'rollout_version': str(version), 'rollout_package_url': build['url'], 'rollout_package_checksum': build['checksum']}
 
-    def play(self, playbook, extra=None, args=(), rps=CUSTOMER_RPS, check=False, timeout=600):
+    def play(self, playbook, extra=None, args=(), rps=CUSTOMER_RPS, check=False, timeout=600, env=None):
         report = self.tmp / ('report-%d.json' % time.monotonic_ns())
         variables = dict(FAST, rollout_report_path=str(report), **(extra or {}))
         var_file = self.tmp / ('vars-%d.json' % time.monotonic_ns())
         var_file.write_text(json.dumps(variables), encoding='utf-8')
         traffic = Traffic(self.lab.plane.url, rps, self.lab.ca.ca_path, 'app.example.com').start() if rps else None
         try:
-            run = run_playbook(PLAYBOOKS / playbook, inventory=self.lab.inventory_path, timeout=timeout,
+            run = run_playbook(PLAYBOOKS / playbook, inventory=self.lab.inventory_path, timeout=timeout, env=env,
                                args=['-e', '@%s' % self.lab.vars_path, '-e', '@%s' % var_file] + (['--check'] if check else []) + list(args))
         finally:
             customers = traffic.stop() if traffic else None
