@@ -22,8 +22,20 @@ SITE = 'app.example.com-%s'
 
 
 def test_good_build_is_promoted_everywhere_without_a_failed_request(scenario):
-    run = scenario.play('deploy.yml', scenario.release(2))
+    # The team's webhook is broken: the rollout goes on, and the report and a warning say what was lost.
+    token = 'Br0ken-hook-T0KEN-7a21'
+    hook = WebhookReceiver(token, status=500)
+    try:
+        run = scenario.play('deploy.yml', dict(scenario.release(2), rollout_notify_webhook_url=hook.url))
+    finally:
+        hook.stop()
     assert run.rc == 0, run.stdout[-3000:]
+    lost = run.report['notifications_failed']
+    assert [n['status'] for n in lost] == [500, 500] and all('HTTP Error 500' in n['error'] for n in lost), lost
+    assert 'rolling out 2' in lost[0]['message'] and 'promoted' in lost[1]['message']
+    assert len(hook.messages) == 2 and run.report['events_failed'] == []
+    assert 'WARNING: a notification was not delivered' in run.stdout
+    assert token not in json.dumps(run.report) + run.stdout + run.stderr
     assert outcomes(run) == {'web1': 'promoted', 'web2': 'promoted', 'web3': 'promoted'}
     assert run.report['result'] == 'promoted'
     assert run.customers['requests'] > 100 and run.customers['failures'] == 0, run.customers

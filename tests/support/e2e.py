@@ -104,9 +104,10 @@ def assert_fleet_converged(lab, site=None):
 
 
 class WebhookReceiver:
-    """A Slack/Teams-like incoming webhook on loopback; keeps every JSON body."""
+    """A Slack/Teams-like incoming webhook on loopback; keeps every JSON body.
+    ``status`` is what it answers a good request with (500: a broken hook)."""
 
-    def __init__(self, token):
+    def __init__(self, token, status=200):
         self.token = token
         self.messages = []
         receiver = self
@@ -116,7 +117,7 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
                 if self.path == '/hooks/' + receiver.token:
                     receiver.messages.append(json.loads(body))
-                    self.send_response(200)
+                    self.send_response(status)
                 else:
                     self.send_response(404)
                 self.send_header('Content-Length', '0')

@@ -383,7 +383,26 @@ def check_result(lab, result, expected):
         else:
             if events != sorted(expected.events):
                 problems.append('events %s, expected %s' % (events, sorted(expected.events)))
+            problems += check_nothing_lost(report, events)
     return problems
+
+
+def check_nothing_lost(report, events):
+    """Every event the run owed (by its report) is in Elasticsearch or listed in
+    the report's events_failed: none is dropped silently."""
+    if report is None:
+        return []
+    owed = {('started', '')}
+    if report.get('result') in ('promoted', 'aborted'):
+        owed.add(('succeeded' if report['result'] == 'promoted' else 'aborted', ''))
+    for host, entry in report.get('hosts', {}).items():
+        if entry.get('outcome') == 'promoted' or 'promoted' in entry:
+            owed.add(('promoted', host))
+        if entry.get('outcome') in ('reverted', 'reconciled'):
+            owed.add(('reverted', host))
+    listed = {(e.get('phase'), e.get('host', '')) for e in report.get('events_failed', [])}
+    missing = sorted(owed - set(events) - listed)
+    return ['events neither recorded nor in the report\'s events_failed: %s' % missing] if missing else []
 
 
 def check_report(run, report, expected):

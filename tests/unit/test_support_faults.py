@@ -159,3 +159,21 @@ def test_live_playbook_calls_back_when_a_task_starts(tmp_path, monkeypatch):
     started = time.monotonic()
     assert killed.start().wait(timeout=60).rc == -9
     assert time.monotonic() - started < 20
+
+
+REVERTED_REPORT = {'result': 'aborted', 'hosts': {'web1': {'outcome': 'reconciled', 'promoted': {'site': 'app-3'}},
+                                                  'web2': {'outcome': 'reverted'}}}
+
+
+@pytest.mark.parametrize('events, failed, problems', [
+    ([('aborted', ''), ('promoted', 'web1'), ('reverted', 'web1'), ('reverted', 'web2'), ('started', '')], [], 0),
+    ([('promoted', 'web1'), ('started', '')], [{'phase': 'reverted', 'host': 'web1'}, {'phase': 'reverted', 'host': 'web2'},
+                                               {'phase': 'aborted'}], 0),
+    ([('promoted', 'web1'), ('started', '')], [{'phase': 'reverted', 'host': 'web2'}], 1),
+    ([('started', '')], [], 1),
+], ids=['all-recorded', 'lost-ones-reported', 'one-dropped-silently', 'several-dropped'])
+def test_check_nothing_lost(events, failed, problems):
+    found = faults.check_nothing_lost(dict(REVERTED_REPORT, events_failed=failed), events)
+    assert len(found) == problems, found
+    if problems:
+        assert found[0].startswith("events neither recorded nor in the report's events_failed: [('")
