@@ -219,21 +219,21 @@ def plan():
             for label, group, rps, bake_time, interval in issue_cases:
                 canary = dict(GOOD, e5=0.0, e4=0.0, median=25.0) if group == 'better' else group
                 base = GOOD if group == 'better' else group
-                add('bakes', ('null', catalog, budget_name, label), n(2000 if budget_name == 'default' else 1200), catalog=catalog,
+                add('bakes', ('null', catalog, budget_name, label), n(1000 if budget_name == 'default' else 800), catalog=catalog,
                     canary=canary, baseline=base, rps=rps, baseline_hosts=FLEET - 1, interval=interval, bake_time=bake_time, budget=budget)
     # traffic x look interval sweep
     for catalog in CATALOGS:
         for rps in (0.5, 5, 50):
             for interval in (5, 15, 60):
-                add('bakes', ('sweep', catalog, rps, interval), n(800), catalog=catalog, canary=GOOD, baseline=GOOD, rps=rps,
+                add('bakes', ('sweep', catalog, rps, interval), n(500), catalog=catalog, canary=GOOD, baseline=GOOD, rps=rps,
                     baseline_hosts=FLEET - 1, interval=interval, bake_time=120, budget=LARGE_BUDGET)
-        for bake_time, interval in ((60, 5), (300, 5), (600, 5)):
-            add('bakes', ('looks', catalog, bake_time, interval), n(600), catalog=catalog, canary=GOOD, baseline=GOOD, rps=5,
+        for bake_time, interval in ((60, 5), (300, 5)):
+            add('bakes', ('looks', catalog, bake_time, interval), n(300), catalog=catalog, canary=GOOD, baseline=GOOD, rps=5,
                 baseline_hosts=FLEET - 1, interval=interval, bake_time=bake_time, budget=LARGE_BUDGET)
     # 2. rollouts of a good release
-    add('rollouts', ('rollout', 'default', 'default'), n(1000), catalog='default', rps=5, interval=15, bake_time=120, budget=GATE_BUDGET)
-    add('rollouts', ('rollout', '4 metrics', 'default'), n(300), catalog='4 metrics', rps=5, interval=15, bake_time=120, budget=GATE_BUDGET)
-    add('rollouts', ('rollout', 'default', 'large'), n(400), catalog='default', rps=5, interval=15, bake_time=120, budget=0.2 / FLEET)
+    add('rollouts', ('rollout', 'default', 'default'), n(600), catalog='default', rps=5, interval=15, bake_time=120, budget=GATE_BUDGET)
+    add('rollouts', ('rollout', '4 metrics', 'default'), n(150), catalog='4 metrics', rps=5, interval=15, bake_time=120, budget=GATE_BUDGET)
+    add('rollouts', ('rollout', 'default', 'large'), n(300), catalog='default', rps=5, interval=15, bake_time=120, budget=0.2 / FLEET)
     # 3. bad canaries at 5 req/s, 1 % baseline errors, the role's timing
     for catalog in CATALOGS:
         for label, canary in BAD_CASES:

@@ -22,12 +22,15 @@ How a metric decides (README "How a rollout decides" says it for users):
 * Absolute limits: the canary's share of bad requests (error rate) or of
   requests above ``max_ms`` (latency; a p95 allows 5 %) against the limit,
   binomial counts.
-* Against the baseline: the null is "as good as the baseline" (same error
-  rate; latency no slower). Given the bad requests of both groups in a
-  look's batch, the canary's share of them is binomial with probability
-  n_c / (n_c + n_b) under the null (errors as Poisson counts per request);
-  the e-process mixes alternatives at and above ``max_ratio``. A zero-error
-  baseline therefore lets an erroring canary fail.
+* Against the baseline: the null is "as good as the baseline" (the same
+  error rate; the same latency distribution). A batch is the requests new
+  since the last evaluation; given the bad (or slow: at or above both
+  groups' percentile in the batch) requests of both groups, the canary's
+  count of them is hypergeometric under the null (Fisher's exact test), less
+  spread than the binomial with probability n_c / (n_c + n_b) whose
+  likelihood ratio the e-process mixes over odds ratios at and above
+  ``max_ratio``. A zero-error baseline therefore lets an erroring canary
+  fail; a rate that drifts in both groups alike cancels out.
 * A test fails only when its evidence crosses its threshold AND the observed
   effect exceeds the allowed one (``max``, ``max_ratio`` / ``max_delta``):
   significance alone never fails a canary that is within its limits, and a
@@ -414,49 +417,70 @@ def split_budget(catalog, false_fail_rate, baseline):
 
 # -- evidence -------------------------------------------------------------------------------
 
+class _Part:
+    """One e-process of a baseline test and the strata of its exact test."""
+
+    def __init__(self, odds):
+        self.mixture = OddsMixture(odds)
+        self.strata = []  # (canary requests, bad or slow requests of both groups, requests of both groups)
+        self.count = 0  # the canary's bad or slow requests
+
+
 class Evidence:
     """One statistical test of a metric over the bake: an e-process for every look, an exact test at the last.
 
     ``kind`` is ``max`` (the canary's share of bad or slow requests against a
     fixed share, cumulated counts) or ``baseline`` (the canary's share of the
     bad or slow requests of both groups, batch by batch, against its share of
-    the traffic). ``alpha`` is the test's budget.
+    the traffic). A latency comparison has ``parts=2``: "slow" at the pooled
+    percentile (the tail) and at the pooled median (the body: small batches
+    hold too few tail requests to tell anything); its e-value is their
+    average (still an e-process) and its exact p-value twice the smaller
+    one (Bonferroni). ``alpha`` is the test's budget.
     """
 
-    def __init__(self, kind, alpha, low_odds):
+    def __init__(self, kind, alpha, low_odds, parts=1):
         self.kind = kind
         self.alpha = alpha
         self.e_threshold = 1.0 / (alpha * ANYTIME_SHARE)
         self.p_threshold = alpha * (1 - ANYTIME_SHARE)
         self.odds = odds_grid(max(low_odds, MIN_ODDS))
-        self.mixture = OddsMixture(self.odds)
+        self.parts = [_Part(self.odds) for _part in range(parts)]
         # the max test keeps its cumulated counts; its mixture is recomputed from them
         self.count = self.trials = 0
         self.null_share = None
-        # the baseline test keeps its strata for the exact test: (canary requests, bad requests, requests)
-        self.strata = []
         self.log_peak = 0.0
+
+    @property
+    def strata(self):
+        return self.parts[0].strata
 
     # -- max: cumulative binomial counts against a fixed share ------------------
     def cumulative(self, bad, total, null_share):
         """The counts so far; the product of the batches' ratios is the ratio of the cumulated counts."""
         self.count, self.trials, self.null_share = bad, total, null_share
-        self.mixture.log_lr = [log_likelihood_ratio(psi, bad, total, null_share) for psi in self.odds]
+        self.parts[0].mixture.log_lr = [log_likelihood_ratio(psi, bad, total, null_share) for psi in self.odds]
         self.log_peak = max(self.log_peak, self.log_value)
 
     # -- baseline: batches -------------------------------------------------------
-    def batch(self, canary_bad, canary_total, baseline_bad, baseline_total):
+    def batch(self, canary_total, baseline_total, *bad):
+        """One batch: the group sizes, then (canary bad, baseline bad) per part."""
         if canary_total + baseline_total <= 0:
             return
         share = canary_total / float(canary_total + baseline_total)
-        self.mixture.update(canary_bad, canary_bad + baseline_bad, share)
-        self.strata.append((canary_total, canary_bad + baseline_bad, canary_total + baseline_total))
-        self.count += canary_bad
+        for part, (canary_bad, baseline_bad) in zip(self.parts, bad, strict=True):
+            part.mixture.update(canary_bad, canary_bad + baseline_bad, share)
+            part.strata.append((canary_total, canary_bad + baseline_bad, canary_total + baseline_total))
+            part.count += canary_bad
         self.log_peak = max(self.log_peak, self.log_value)
 
     @property
     def log_value(self):
-        return self.mixture.log_value
+        values = [part.mixture.log_value for part in self.parts]
+        top = max(values)
+        if top in (math.inf, -math.inf):
+            return top
+        return top + math.log(sum(math.exp(v - top) for v in values) / len(values))
 
     @property
     def e_value(self):
@@ -472,7 +496,7 @@ class Evidence:
             if self.null_share is None:
                 return 1.0
             return binomial_greater(self.count, self.trials, self.null_share)
-        return stratified_tail(self.strata, self.count)[0]
+        return min(1.0, len(self.parts) * min(stratified_tail(part.strata, part.count)[0] for part in self.parts))
 
 
 class Track:
@@ -485,7 +509,8 @@ class Track:
             self.evidence['max'] = Evidence('max', budget['max'], MIN_ODDS)
         if 'baseline' in budget:
             low = metric.max_ratio if metric.kind == 'error_rate' and metric.max_ratio else MIN_ODDS
-            self.evidence['baseline'] = Evidence('baseline', budget['baseline'], low)
+            body = metric.kind == 'latency' and metric.null_share < 0.5
+            self.evidence['baseline'] = Evidence('baseline', budget['baseline'], low, parts=2 if body else 1)
         self.previous = None  # (canary, baseline) cumulated counts of the last evaluation
 
     def update(self, canary, baseline):
@@ -499,7 +524,7 @@ class Track:
             counts = (canary['bad'], canary['samples'], baseline['bad'] if baseline else 0, baseline['samples'] if baseline else 0)
             delta = self._delta(counts)
             if delta is not None and 'baseline' in self.evidence:
-                self.evidence['baseline'].batch(*delta)
+                self.evidence['baseline'].batch(delta[1], delta[3], (delta[0], delta[2]))
             return
         bins_c = canary['bins']
         if 'max' in self.evidence:
@@ -513,9 +538,11 @@ class Track:
         # "Slow" in this batch: at or above the bin edge where the pooled requests' percentile is. The pooled
         # counts are the same whichever group each request came from, so under the null the canary's slow
         # requests are a hypergeometric draw of the pooled slow ones.
-        slow = _slow_from([c + b for c, b in zip(new_c, new_b, strict=True)], metric.null_share)
-        canary_slow, baseline_slow = sum(new_c[slow:]), sum(new_b[slow:])
-        self.evidence['baseline'].batch(canary_slow, sum(new_c), baseline_slow, sum(new_b))
+        pooled = [c + b for c, b in zip(new_c, new_b, strict=True)]
+        evidence = self.evidence['baseline']
+        shares = [metric.null_share, 0.5][:len(evidence.parts)]
+        slow = [_slow_from(pooled, share) for share in shares]
+        evidence.batch(sum(new_c), sum(new_b), *[(sum(new_c[i:]), sum(new_b[i:])) for i in slow])
 
     def _delta(self, counts):
         """The counts new since the last evaluation, or None when they went down (an inconsistent answer:

@@ -340,8 +340,26 @@ def test_latency_evidence_is_the_canarys_share_of_the_pooled_slow_requests():
     judge = Judge(catalog, 0.02)
     judge.evaluate(response(group_bucket(catalog, 100, 0, [300.0] * 100), group_bucket(catalog, 900, 0, [100.0] * 900)), 15, True)
     evidence = judge.tracks[0].evidence['baseline']
-    assert evidence.strata == [(100, 100, 1000)]
-    assert evidence.final_p_value() == pytest.approx(stats.hypergeom.sf(99, 1000, 100, 100), rel=1e-6)
+    tail, body = evidence.parts
+    assert tail.strata == [(100, 100, 1000)]
+    # the body ("slow" from the pooled median) holds every request here: no evidence from it
+    assert body.strata == [(100, 1000, 1000)] and body.mixture.value < 1
+    # the exact p-value: twice the smaller of the two (Bonferroni)
+    assert evidence.final_p_value() == pytest.approx(2 * stats.hypergeom.sf(99, 1000, 100, 100), rel=1e-6, abs=0)
+    # the e-value: the average of the two e-processes
+    assert evidence.e_value == pytest.approx((tail.mixture.value + body.mixture.value) / 2, rel=1e-9)
+
+
+def test_a_massive_latency_shift_shows_in_small_batches_through_the_body():
+    # 12 canary and 12 baseline requests per batch, the canary 80 times slower: the pooled p95 holds one or two
+    # requests, the pooled median twelve - all the canary's.
+    catalog = load_catalog([{'name': 'p95', 'kind': 'latency', 'percentile': 95, 'max_ratio': 3, 'min_samples': 10}])
+    rnd = random.Random(6)
+    steps = [(group_bucket(catalog, 12, 0, latencies(rnd, 12, 400)), group_bucket(catalog, 12, 0, latencies(rnd, 12, 5)))
+             for _look in range(3)]
+    outcomes = looks(catalog, 0.005, steps)
+    assert outcomes[-1][0] == 'fail'
+    assert outcomes[-1][1][0]['tests'][0]['crossed'] == 'e_value'
 
 
 def test_slightly_slower_but_within_the_allowed_ratio_passes():
