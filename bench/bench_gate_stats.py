@@ -22,7 +22,11 @@ Prints:
 
 ``BENCH_GATE_SCALE=0.2`` runs a fifth of the bakes (development).
 Exits non-zero when a measured false-abort rate is significantly above its
-budget, or a detection target is missed.
+budget, or a reachable detection target is missed (20 % errors at the first
+look after min_samples, 3x latency within 2 looks). The third target of the
+issue, 4 % vs 1 % errors caught in 95 % of 120 s bakes, is out of reach at a
+budget of 0.01 / 20 per host: the bench prints what the most powerful test
+could do at that level.
 """
 
 from __future__ import annotations
@@ -42,7 +46,13 @@ build_collection.sync()
 
 import numpy as np  # noqa: E402
 
-from ansible_collections.immune.canary.plugins.module_utils._gate import Judge, latency_ranges, load_catalog  # noqa: E402
+from ansible_collections.immune.canary.plugins.module_utils._gate import (  # noqa: E402
+    ANYTIME_SHARE,
+    BASELINE_SHARE,
+    Judge,
+    latency_ranges,
+    load_catalog,
+)
 
 RESULTS = os.path.join(ROOT, 'bench', 'results')
 SCALE = float(os.environ.get('BENCH_GATE_SCALE', '1'))
@@ -333,7 +343,7 @@ def report(data):
         if _significant(events, len(aborted), budget):
             ok = False
         print('   %-10s rollout budget %.2g: %s' % (key[1], budget, _fmt_rate(events, len(aborted))))
-    print('\n3. Bad canaries, 5 req/s per host, 1 %% baseline errors, bake 120 s, a look every 15 s, min_samples 20, default budget')
+    print('\n3. Bad canaries, 5 req/s per host, 1 % baseline errors, bake 120 s, a look every 15 s, min_samples 20, default budget')
     print('   %-10s %-46s %8s %22s %s' % ('catalog', 'case', 'caught', 'looks after min_samples', '(median, 90th pct)'))
     for catalog in CATALOGS:
         for label, _canary in BAD_CASES:
@@ -346,24 +356,48 @@ def report(data):
             if catalog == 'default':
                 target = TARGETS.get(label)
                 if target and not target(len(caught) / float(len(outcomes)), median):
-                    print('   %-10s %-46s target missed: %s' % ('', '', TARGET_TEXT[label]))
+                    print('   %-10s %-46s TARGET MISSED: %s' % ('', '', TARGET_TEXT[label]))
+                    ok = False
+    spent = GATE_BUDGET * 0.75 * BASELINE_SHARE * (1 - ANYTIME_SHARE)
+    print('   4 % vs 1 % errors in 600 requests, baseline known exactly, the most powerful test (one exact test at the end):')
+    print('     at the whole per-host budget %.2g: %.1f %% caught; 95 %% needs a level of %.2g for that one test;'
+          % (GATE_BUDGET, 100 * best_power(600, 0.01, 0.04, GATE_BUDGET), level_for(600, 0.01, 0.04, 0.95)))
+    print('     the gate gives its final errors-vs-baseline test %.2g (errors weigh 3 of 4, the rest is early stopping, the absolute'
+          ' limit and latency): at most %.1f %%' % (spent, 100 * best_power(600, 0.01, 0.04, spent)))
     print('\n   power (default catalog): share caught within the bake')
-    print('   canary errors / 1 %%:  ' + '  '.join('%gx %5.1f %%' % (m, 100 * _caught(data[('power-errors', m)])) for m in ERROR_MULTIPLES))
+    print('   canary errors / 1 %:  ' + '  '.join('%gx %5.1f %%' % (m, 100 * _caught(data[('power-errors', m)])) for m in ERROR_MULTIPLES))
     print('   canary latency / baseline: ' + '  '.join('%gx %5.1f %%' % (m, 100 * _caught(data[('power-latency', m)]))
                                                    for m in LATENCY_MULTIPLES))
     return ok
 
 
+# The issue's detection targets that a valid gate can meet; the third (4 % vs 1 % errors caught in
+# 95 % of 120 s bakes) cannot at a budget of 0.01 / 20 per host: best_power() prints why.
 TARGETS = {
     '20 % errors': lambda caught, median: caught >= 0.95 and median is not None and median <= 1,
     '3x latency': lambda caught, median: caught >= 0.95 and median is not None and median <= 2,
-    '4 % vs 1 % errors': lambda caught, median: caught >= 0.95,
 }
 TARGET_TEXT = {
     '20 % errors': 'verdict at the first look after min_samples (median)',
     '3x latency': 'verdict within 2 looks',
-    '4 % vs 1 % errors': 'caught in >= 95 % of bakes',
 }
+
+
+def _tail(x, n, rate):
+    return sum(math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(rate) + (n - k) * math.log1p(-rate))
+               for k in range(x, n + 1))
+
+
+def best_power(n, null_rate, rate, level):
+    """Power of the most powerful test (Neyman-Pearson: the binomial tail, not randomised) of null_rate against rate at level."""
+    cut = next(c for c in range(n + 1) if _tail(c, n, null_rate) <= level)
+    return _tail(cut, n, rate)
+
+
+def level_for(n, null_rate, rate, power):
+    """The smallest level at which that test reaches ``power``."""
+    cut = max(c for c in range(n + 1) if _tail(c, n, rate) >= power)
+    return _tail(cut, n, null_rate)
 
 
 def _caught(outcomes):
@@ -384,6 +418,7 @@ def charts(data):
         import matplotlib
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
+        import matplotlib.ticker  # noqa: F401  (used as matplotlib.ticker)
     except ImportError:
         print('matplotlib is not installed: no charts (pip install -r requirements-bench.txt)')
         return
@@ -401,6 +436,9 @@ def charts(data):
         axes[0].scatter([p[0] for p in points], [100 * p[1] for p in points], marker=marker, label='gate, %s catalog' % catalog)
     axes[0].axhline(100 * LARGE_BUDGET, color='red', linestyle='--', label='budget per host (%.0f %%)' % (100 * LARGE_BUDGET))
     axes[0].set_xscale('log')
+    axes[0].set_xticks([3, 5, 9, 13, 25, 61])
+    axes[0].xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes[0].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0].set_xlabel('looks per bake')
     axes[0].set_ylabel('good canaries failed (%)')
     axes[0].set_title('False aborts vs number of looks (0.5-50 req/s)')

@@ -23,8 +23,9 @@ description:
     (a baseline without errors and a canary with errors can fail).
   - Latency is judged on its distribution - a C(range) aggregation over fixed log-spaced bins (1 ms to 131 s, 19 % apart)
     for both groups. C(max_ms) - the share of requests above C(max_ms) against the percentile's share (5 % for a p95).
-    C(max_ratio) - of the requests new since the last evaluation, the slow ones (at or above both groups' percentile),
-    the canary's share of them against its share of the traffic; the percentile ratio comes from the bins.
+    C(max_ratio) - of the requests new since the last evaluation, the slow ones (at or above both groups' percentile, and
+    apart from that at or above their median), the canary's share of them against its share of the traffic; the percentile
+    ratio comes from the bins.
   - Each evaluation is B(one) C(_search) request with C(size=0) carrying all metrics for canary and baseline; the response
     size does not grow with traffic or time and no document is ever fetched.
   - Selections are turned into C(term)/C(terms) filters; no query string is ever built from values.
