@@ -332,8 +332,8 @@ def report(data):
             events, trials = rate(data[key])
             if _significant(events, trials, LARGE_BUDGET):
                 ok = False
-            print('   %-10s 5 req/s, bake %3d s, a look every %d s (%d looks): %s' % (catalog, key[2], key[3], key[2] // key[3] + 1,
-                                                                                  _fmt_rate(events, trials)))
+            looks = key[2] // key[3] + 1
+            print('   %-10s 5 req/s, bake %3d s, a look every %d s (%d looks): %s' % (catalog, key[2], key[3], looks, _fmt_rate(events, trials)))
     print('\n2. Good releases, %d-host serial rollouts (baseline: the hosts still on the old version): false-abort rate per rollout'
           % FLEET)
     for key in sorted(k for k in data if k[0] == 'rollout'):
@@ -366,8 +366,8 @@ def report(data):
           ' limit and latency): at most %.1f %%' % (spent, 100 * best_power(600, 0.01, 0.04, spent)))
     print('\n   power (default catalog): share caught within the bake')
     print('   canary errors / 1 %:  ' + '  '.join('%gx %5.1f %%' % (m, 100 * _caught(data[('power-errors', m)])) for m in ERROR_MULTIPLES))
-    print('   canary latency / baseline: ' + '  '.join('%gx %5.1f %%' % (m, 100 * _caught(data[('power-latency', m)]))
-                                                   for m in LATENCY_MULTIPLES))
+    latency = ['%gx %5.1f %%' % (m, 100 * _caught(data[('power-latency', m)])) for m in LATENCY_MULTIPLES]
+    print('   canary latency / baseline: ' + '  '.join(latency))
     return ok
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import datetime
+import functools
 import json
 import math
 import random
@@ -195,7 +196,7 @@ def test_the_absolute_e_value_is_the_mixture_likelihood_ratio_of_scipy():
 def test_an_error_rate_above_max_must_be_conclusively_above_it():
     absolute = ({'name': 'errors', 'kind': 'error_rate', 'max': 0.01, 'min_samples': 10},)
     # 2 errors in 60 (3.3 %) over a 1 % limit could be chance: not during the bake, not at its end.
-    canary = lambda c: group_bucket(c, 60, 2, [])  # noqa: E731
+    canary = functools.partial(group_bucket, requests=60, errors=2, latencies=[])
     assert verdict_of(canary, None, final=False, metrics=absolute)[0] is None
     verdict, results = verdict_of(canary, None, final=True, metrics=absolute)
     assert verdict == 'pass'
@@ -214,7 +215,7 @@ def test_an_error_rate_above_max_must_be_conclusively_above_it():
 def test_the_exact_test_at_the_end_catches_what_the_e_process_cannot_yet():
     relaxed = ({'name': 'errors', 'kind': 'error_rate', 'max': 0.05, 'min_samples': 10},)
     # 9 of 60 at a 5 % limit: e-value below 200, exact tail P(X >= 9 | 60, 0.05) = 0.0039 <= 0.02 x 0.75
-    canary = lambda c: group_bucket(c, 60, 9, [])  # noqa: E731
+    canary = functools.partial(group_bucket, requests=60, errors=9, latencies=[])
     verdict, results = verdict_of(canary, None, final=False, metrics=relaxed)
     assert verdict is None and results[0]['e_value'] < 200
     verdict, results = verdict_of(canary, None, final=True, metrics=relaxed)
@@ -259,7 +260,7 @@ def test_significant_but_within_the_allowed_ratio_passes():
 def test_baseline_error_rate_regression_needs_evidence_and_effect():
     # 1.5 % vs 0.5 %: 3x the baseline with n=2000 vs 20000.
     relaxed = ({'name': 'errors', 'kind': 'error_rate', 'max_ratio': 2},)
-    baseline = lambda c: group_bucket(c, 20000, 100, [])  # noqa: E731
+    baseline = functools.partial(group_bucket, requests=20000, errors=100, latencies=[])
     verdict, results = verdict_of(lambda c: group_bucket(c, 2000, 30, []), baseline, metrics=relaxed)
     assert verdict == 'fail'
     assert results[0]['threshold'] == pytest.approx(0.01)
@@ -311,8 +312,8 @@ def _add(a, b):
         if key == 'doc_count':
             continue
         if 'buckets' in a[key]:
-            out[key] = {'buckets': [dict(x, doc_count=x['doc_count'] + y['doc_count']) for x, y in zip(a[key]['buckets'], b[key]['buckets'],
-                                                                                                      strict=True)]}
+            pairs = zip(a[key]['buckets'], b[key]['buckets'], strict=True)
+            out[key] = {'buckets': [dict(x, doc_count=x['doc_count'] + y['doc_count']) for x, y in pairs]}
         else:
             out[key] = {'doc_count': a[key]['doc_count'] + b[key]['doc_count']}
     return out
@@ -372,7 +373,7 @@ def test_slightly_slower_but_within_the_allowed_ratio_passes():
 def test_latency_past_max_ms_is_judged_on_the_share_of_slow_requests():
     latency = ({'name': 'p95', 'kind': 'latency', 'percentile': 95, 'max_ms': 500, 'min_samples': 20},)
     # 30 of 100 requests above 500 ms where a p95 allows 5: conclusive at once.
-    slow = lambda c: group_bucket(c, 100, 0, [100.0] * 70 + [800.0] * 30)  # noqa: E731
+    slow = functools.partial(group_bucket, requests=100, errors=0, latencies=[100.0] * 70 + [800.0] * 30)
     verdict, results = verdict_of(slow, None, final=False, metrics=latency)
     assert verdict == 'fail'
     assert results[0]['effect'] == 0.3 and results[0]['allowed_effect'] == 0.05
@@ -390,8 +391,8 @@ def test_latency_past_max_ms_is_judged_on_the_share_of_slow_requests():
 
 
 def test_too_few_samples_is_no_data_and_fails_closed_at_the_end():
-    canary = lambda c: group_bucket(c, 7, 0, [40.0] * 7)  # noqa: E731
-    baseline = lambda c: group_bucket(c, 5000, 5, [40.0] * 5000)  # noqa: E731
+    canary = functools.partial(group_bucket, requests=7, errors=0, latencies=[40.0] * 7)
+    baseline = functools.partial(group_bucket, requests=5000, errors=5, latencies=[40.0] * 5000)
     assert verdict_of(canary, baseline, final=False)[0] is None
     verdict, results = verdict_of(canary, baseline)
     assert verdict == 'fail'

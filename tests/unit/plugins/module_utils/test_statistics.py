@@ -25,6 +25,7 @@ from ansible_collections.immune.canary.plugins.module_utils._statistics import (
 
 # -- percentile (the warm-up probe's rounds) ----------------------------------------------
 
+
 @pytest.mark.parametrize('values, pct, expected', [
     ([1, 2, 3, 4], 50, 2.5),
     ([10], 90, 10.0),
@@ -46,6 +47,7 @@ def test_percentile_matches_scipy_on_random_data():
 
 
 # -- exact tails -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize('x, n, rate', [
     (3, 10, 0.1), (1, 100, 0.01), (5, 5, 0.5), (0, 50, 0.2), (16, 600, 0.02), (30, 150, 0.05), (184, 1000, 0.01), (10, 1000, 0.01),
@@ -125,6 +127,7 @@ def test_chernoff_bound_by_hand():
 
 # -- e-processes ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize('psi, x, k, theta0', [(2.0, 7, 20, 0.2), (10.0, 3, 3, 0.05), (1.5, 0, 40, 0.3), (4.0, 16, 130, 0.05)])
 def test_likelihood_ratio_matches_scipy(psi, x, k, theta0):
     theta = psi * theta0 / (1 - theta0 + psi * theta0)
@@ -192,6 +195,7 @@ def test_mixture_refuses_alternatives_on_the_null_side():
 
 
 # -- binned distributions ----------------------------------------------------------------------
+
 
 def test_log_spaced_edges():
     edges = log_spaced_edges(1.0, 16.0, 2)
