@@ -52,7 +52,7 @@ def measure(size):
                     canary_filter=selection_filter({'host': 'web-01', 'application_name': 'app-3457'}, 'canary', DEFAULT_FIELDS),
                     baseline_filter=selection_filter({'host': ['web-02', 'web-03', 'web-04'], 'application_name': 'app-3456'}, 'baseline',
                                                      DEFAULT_FIELDS),
-                    since=since.isoformat(), bucket_interval='10s')
+                    since=since.isoformat())
         double.reset_counters()
         started = time.perf_counter()
         for _evaluation in range(EVALUATIONS):

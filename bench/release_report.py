@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 
-from ansible_collections.immune.canary.plugins.module_utils._stats import percentile
+from ansible_collections.immune.canary.plugins.module_utils._statistics import percentile
 
 # Task names (the end of the recorded name; roles prefix "rollout : ") -> phase.
 PHASE_OF_TASK = (

@@ -4,16 +4,40 @@
 
 Each evaluation is ONE ``_search`` with ``size: 0``: a time range on
 ``time_field`` and a ``filters`` aggregation keyed ``canary``/``baseline``
-under which every metric has its sub-aggregations. The response size
-depends on the number of metrics and time buckets, never on traffic.
-Selections become ``term``/``terms`` filters; no Lucene string is ever built.
+under which every metric has its sub-aggregations (a ``filter`` count of bad
+requests for an error rate; a ``range`` aggregation over fixed, log-spaced
+latency bins for a latency). The response size depends on the number of
+metrics, never on traffic or time. Selections become ``term``/``terms``
+filters; no Lucene string is ever built.
 
-A metric fails when it crosses its absolute threshold (with at least
-``min_samples`` samples) or when it is worse than the baseline both
-significantly (p < 1 - confidence) and by more than the allowed effect
-(``max_ratio`` / ``max_delta``). During the bake only *conclusive* failures
-stop the gate early (``fail_fast``); the last evaluation after ``bake_time``
-decides everything else.
+How a metric decides (README "How a rollout decides" says it for users):
+
+* The gate has a budget ``false_fail_rate``: the most it may fail a canary
+  that is as good as the baseline and within the absolute limits, however
+  often it looks. Metrics that can fail share it by ``weight``; a metric with
+  an absolute limit and a baseline comparison gives the comparison
+  ``BASELINE_SHARE`` of its share; each test spends ``ANYTIME_SHARE`` of its
+  budget on an e-process checked at every look and the rest on one exact
+  fixed-horizon test at the last evaluation (union bound: the shares add up).
+* Absolute limits: the canary's share of bad requests (error rate) or of
+  requests above ``max_ms`` (latency; a p95 allows 5 %) against the limit,
+  binomial counts.
+* Against the baseline: the null is "as good as the baseline" (the same
+  error rate; the same latency distribution). A batch is the requests new
+  since the last evaluation; given the bad (or slow: at or above both
+  groups' percentile in the batch) requests of both groups, the canary's
+  count of them is hypergeometric under the null (Fisher's exact test), less
+  spread than the binomial with probability n_c / (n_c + n_b) whose
+  likelihood ratio the e-process mixes over odds ratios at and above
+  ``max_ratio``. A zero-error baseline therefore lets an erroring canary
+  fail; a rate that drifts in both groups alike cancels out.
+* A test fails only when its evidence crosses its threshold AND the observed
+  effect exceeds the allowed one (``max``, ``max_ratio`` / ``max_delta``):
+  significance alone never fails a canary that is within its limits, and a
+  canary better than the baseline never fails.
+
+During the bake only conclusive failures stop the gate early (``fail_fast``);
+the last evaluation after ``bake_time`` decides everything else.
 """
 
 from __future__ import annotations
@@ -24,10 +48,14 @@ import time
 
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
 from ansible_collections.immune.canary.plugins.module_utils._statistics import (
+    OddsMixture,
+    binned_percentile,
     binomial_greater,
-    format_p,
-    mann_whitney_greater,
-    proportion_greater,
+    format_number,
+    log_likelihood_ratio,
+    log_spaced_edges,
+    odds_grid,
+    stratified_tail,
 )
 
 try:
@@ -54,6 +82,17 @@ KIND_KEYS = {
 DEFAULT_MIN_SAMPLES = {'error_rate': 50, 'latency': 50, 'throughput': 0, 'count': 0, 'custom': 1}
 DEFAULT_FIELDS = {'application_name': 'application_name', 'status': 'response', 'latency': 'time_taken', 'host': 'host.name'}
 NO_DATA_POLICIES = ('fail', 'pass', 'warn')
+
+# The budget of one test: this share for the e-process watched at every look,
+# the rest for the exact test at the last evaluation, which happens once.
+ANYTIME_SHARE = 0.25
+# The budget of a metric with an absolute limit and a baseline comparison: this
+# share for the comparison (it is the one that sees regressions below the limit).
+BASELINE_SHARE = 0.8
+# Latency bins: 1 ms to 131 s, four per doubling (edges 19 % apart), plus max_ms.
+LATENCY_EDGES = log_spaced_edges(1.0, 131072.0, 4)
+# Lowest odds ratio of the mixtures: the alternatives start here (or at max_ratio).
+MIN_ODDS = 1.5
 
 
 # -- catalog -------------------------------------------------------------------
@@ -105,6 +144,12 @@ class Metric:
                 raise CanaryError('Invalid percentile %r for metric %s: must be in (0, 100]' % (self.percentile, name))
             if self.max_ms is None and self.max_ratio is None:
                 raise CanaryError('Invalid metric %s: latency needs max_ms or max_ratio' % name)
+            self.edges = list(LATENCY_EDGES)
+            self.limit_edge = None
+            if self.max_ms is not None:
+                # The bin edge just above max_ms: a p95 within max_ms allows 5 % of requests above it.
+                self.limit_edge = math.nextafter(self.max_ms, math.inf)
+                self.edges = sorted(set(self.edges) | {self.limit_edge})
         elif kind in ('throughput', 'count'):
             self._check_dsl('query', self.query)
             if self.min is None and self.max is None:
@@ -127,6 +172,23 @@ class Metric:
                                   % (expression, name, str(exc).splitlines()[0])) from None
             if self.min is None and self.max is None:
                 raise CanaryError('Invalid metric %s: custom needs min or max' % name)
+
+    @property
+    def limit_test(self):
+        """Whether the metric has an absolute limit judged with statistics."""
+        return (self.kind == 'error_rate' and self.max is not None) or (self.kind == 'latency' and self.max_ms is not None)
+
+    @property
+    def baseline_test(self):
+        """Whether the metric compares the canary with the baseline (when there is one)."""
+        if self.kind == 'error_rate':
+            return self.max_ratio is not None or self.max_delta is not None
+        return self.kind == 'latency' and self.max_ratio is not None
+
+    @property
+    def null_share(self):
+        """The latency share allowed above the percentile: 5 % for a p95."""
+        return 1.0 - self.percentile / 100.0
 
     def _number(self, key, default, minimum=None, integer=False):
         value = self.spec.get(key, default)
@@ -213,7 +275,15 @@ def _agg_key(index):
     return 'm%d' % index
 
 
-def metric_aggregations(catalog, fields, time_field, bucket_interval):
+def latency_ranges(edges):
+    """The ``ranges`` of a range aggregation over bins cut at ``edges`` (from inclusive, to exclusive)."""
+    ranges = [{'to': edges[0]}]
+    ranges += [{'from': low, 'to': high} for low, high in zip(edges, edges[1:], strict=False)]
+    ranges.append({'from': edges[-1]})
+    return ranges
+
+
+def metric_aggregations(catalog, fields):
     aggs = {}
     for i, metric in enumerate(catalog):
         key = _agg_key(i)
@@ -221,12 +291,7 @@ def metric_aggregations(catalog, fields, time_field, bucket_interval):
             bad = metric.bad_query or {'range': {fields['status']: {'gte': metric.bad_status_min}}}
             aggs[key] = {'filter': bad}
         elif metric.kind == 'latency':
-            field = metric.field or fields['latency']
-            pct = {'percentiles': {'field': field, 'percents': [metric.percentile]}}
-            aggs[key] = pct
-            aggs[key + '_n'] = {'value_count': {'field': field}}
-            aggs[key + '_h'] = {'date_histogram': {'field': time_field, 'fixed_interval': bucket_interval, 'min_doc_count': 1},
-                                'aggs': {'p': pct}}
+            aggs[key] = {'range': {'field': metric.field or fields['latency'], 'ranges': latency_ranges(metric.edges)}}
         elif metric.kind in ('throughput', 'count'):
             if metric.query:
                 aggs[key] = {'filter': metric.query}
@@ -255,7 +320,7 @@ def parse_since(value):
     return moment
 
 
-def build_query(catalog, time_field, fields, canary_filter, baseline_filter, window_from, window_to, bucket_interval):
+def build_query(catalog, time_field, fields, canary_filter, baseline_filter, window_from, window_to):
     """The one ``_search`` body of an evaluation."""
     groups = {'canary': canary_filter}
     if baseline_filter is not None:
@@ -265,25 +330,26 @@ def build_query(catalog, time_field, fields, canary_filter, baseline_filter, win
         'size': 0,
         'track_total_hits': False,
         'query': {'bool': {'filter': [time_range, {'bool': {'should': list(groups.values()), 'minimum_should_match': 1}}]}},
-        'aggs': {'groups': {'filters': {'filters': groups}, 'aggs': metric_aggregations(catalog, fields, time_field, bucket_interval)}},
+        'aggs': {'groups': {'filters': {'filters': groups}, 'aggs': metric_aggregations(catalog, fields)}},
     }
 
 
 # -- reading the response -------------------------------------------------------------
 
-def _first_value(percentiles):
-    values = (percentiles or {}).get('values') or {}
-    if isinstance(values, list):
-        return values[0].get('value') if values else None
-    for value in values.values():
-        return value
-    return None
+def _bins(metric, aggregation):
+    buckets = (aggregation or {}).get('buckets')
+    if isinstance(buckets, dict):  # keyed: true
+        buckets = list(buckets.values())
+    if not isinstance(buckets, list) or len(buckets) != len(metric.edges) + 1:
+        raise CanaryError('Failed to read the latency bins of metric %s: expected %d range buckets, got %s'
+                          % (metric.name, len(metric.edges) + 1, len(buckets) if isinstance(buckets, list) else 'none'))
+    return [int(b.get('doc_count') or 0) for b in buckets]
 
 
 def observe(metric, index, bucket, window_seconds):
-    """What one group (canary or baseline) shows for a metric.
+    """What one group (canary or baseline) shows for a metric, cumulated over the window.
 
-    Returns dict(value, samples, bad, buckets)."""
+    Returns dict(value, samples, ...): ``bad`` (error rate), ``bins`` (latency), or None without the group."""
     if bucket is None:
         return None
     key = _agg_key(index)
@@ -292,10 +358,10 @@ def observe(metric, index, bucket, window_seconds):
         bad = bucket[key]['doc_count']
         return dict(value=(bad / float(total)) if total else None, samples=total, bad=bad)
     if metric.kind == 'latency':
-        samples = int(bucket[key + '_n'].get('value') or 0)
-        per_bucket = [_first_value(b.get('p')) for b in bucket[key + '_h'].get('buckets', [])]
-        value = _first_value(bucket[key]) if samples else None
-        return dict(value=value, samples=samples, buckets=[v for v in per_bucket if v is not None])
+        bins = _bins(metric, bucket.get(key))
+        samples = sum(bins)
+        value = binned_percentile(metric.edges, bins, metric.percentile) if samples else None
+        return dict(value=value, samples=samples, bins=bins)
     if metric.kind in ('throughput', 'count'):
         count = bucket[key]['doc_count'] if metric.query else total
         value = count if metric.kind == 'count' else count / max(window_seconds, 1e-3)
@@ -311,6 +377,195 @@ def observe(metric, index, bucket, window_seconds):
     return dict(value=value, samples=sub.get('doc_count', 0))
 
 
+# -- budget ------------------------------------------------------------------------------
+
+def split_budget(catalog, false_fail_rate, baseline):
+    """Each metric's budget: {name: {'max': alpha, 'baseline': alpha}} for its statistical tests.
+
+    Metrics that can fail share ``false_fail_rate`` by weight; a report-only
+    metric is given what it would get if it counted (it never fails, so it
+    spends nothing). Throughput, count and custom metrics are plain thresholds
+    and take no share.
+    """
+    def tests(metric):
+        found = []
+        if metric.baseline_test and baseline:
+            found.append('baseline')
+        if metric.limit_test:
+            found.append('max')
+        return found
+
+    counted = [m for m in catalog if tests(m) and not m.report_only]
+    total = sum(m.weight for m in counted)
+    budgets = {}
+    for metric in catalog:
+        names = tests(metric)
+        if not names:
+            budgets[metric.name] = {}
+            continue
+        if metric.report_only:
+            weight = metric.weight or 1.0
+            share = false_fail_rate * weight / (total + weight)
+        else:
+            share = false_fail_rate * metric.weight / total
+        if len(names) == 2:
+            budgets[metric.name] = {'baseline': share * BASELINE_SHARE, 'max': share * (1 - BASELINE_SHARE)}
+        else:
+            budgets[metric.name] = {names[0]: share}
+    return budgets
+
+
+# -- evidence -------------------------------------------------------------------------------
+
+class _Part:
+    """One e-process of a baseline test and the strata of its exact test."""
+
+    def __init__(self, odds):
+        self.mixture = OddsMixture(odds)
+        self.strata = []  # (canary requests, bad or slow requests of both groups, requests of both groups)
+        self.count = 0  # the canary's bad or slow requests
+
+
+class Evidence:
+    """One statistical test of a metric over the bake: an e-process for every look, an exact test at the last.
+
+    ``kind`` is ``max`` (the canary's share of bad or slow requests against a
+    fixed share, cumulated counts) or ``baseline`` (the canary's share of the
+    bad or slow requests of both groups, batch by batch, against its share of
+    the traffic). A latency comparison has ``parts=2``: "slow" at the pooled
+    percentile (the tail) and at the pooled median (the body: small batches
+    hold too few tail requests to tell anything); its e-value is their
+    average (still an e-process) and its exact p-value twice the smaller
+    one (Bonferroni). ``alpha`` is the test's budget.
+    """
+
+    def __init__(self, kind, alpha, low_odds, parts=1):
+        self.kind = kind
+        self.alpha = alpha
+        self.e_threshold = 1.0 / (alpha * ANYTIME_SHARE)
+        self.p_threshold = alpha * (1 - ANYTIME_SHARE)
+        self.odds = odds_grid(max(low_odds, MIN_ODDS))
+        self.parts = [_Part(self.odds) for _part in range(parts)]
+        # the max test keeps its cumulated counts; its mixture is recomputed from them
+        self.count = self.trials = 0
+        self.null_share = None
+        self.log_peak = 0.0
+
+    @property
+    def strata(self):
+        return self.parts[0].strata
+
+    # -- max: cumulative binomial counts against a fixed share ------------------
+    def cumulative(self, bad, total, null_share):
+        """The counts so far; the product of the batches' ratios is the ratio of the cumulated counts."""
+        self.count, self.trials, self.null_share = bad, total, null_share
+        self.parts[0].mixture.log_lr = [log_likelihood_ratio(psi, bad, total, null_share) for psi in self.odds]
+        self.log_peak = max(self.log_peak, self.log_value)
+
+    # -- baseline: batches -------------------------------------------------------
+    def batch(self, canary_total, baseline_total, *bad):
+        """One batch: the group sizes, then (canary bad, baseline bad) per part."""
+        if canary_total + baseline_total <= 0:
+            return
+        share = canary_total / float(canary_total + baseline_total)
+        for part, (canary_bad, baseline_bad) in zip(self.parts, bad, strict=True):
+            part.mixture.update(canary_bad, canary_bad + baseline_bad, share)
+            part.strata.append((canary_total, canary_bad + baseline_bad, canary_total + baseline_total))
+            part.count += canary_bad
+        self.log_peak = max(self.log_peak, self.log_value)
+
+    @property
+    def log_value(self):
+        values = [part.mixture.log_value for part in self.parts]
+        top = max(values)
+        if top in (math.inf, -math.inf):
+            return top
+        return top + math.log(sum(math.exp(v - top) for v in values) / len(values))
+
+    @property
+    def e_value(self):
+        return math.exp(min(self.log_value, 700.0))
+
+    @property
+    def p_value(self):
+        """Always-valid p-value: 1 / the largest e-value so far."""
+        return math.exp(-min(self.log_peak, 700.0))
+
+    def final_p_value(self):
+        if self.kind == 'max':
+            if self.null_share is None:
+                return 1.0
+            return binomial_greater(self.count, self.trials, self.null_share)
+        return min(1.0, len(self.parts) * min(stratified_tail(part.strata, part.count)[0] for part in self.parts))
+
+
+class Track:
+    """What the gate remembers of one metric between evaluations."""
+
+    def __init__(self, metric, budget):
+        self.metric = metric
+        self.evidence = {}
+        if 'max' in budget:
+            self.evidence['max'] = Evidence('max', budget['max'], MIN_ODDS)
+        if 'baseline' in budget:
+            low = metric.max_ratio if metric.kind == 'error_rate' and metric.max_ratio else MIN_ODDS
+            body = metric.kind == 'latency' and metric.null_share < 0.5
+            self.evidence['baseline'] = Evidence('baseline', budget['baseline'], low, parts=2 if body else 1)
+        self.previous = None  # (canary, baseline) cumulated counts of the last evaluation
+
+    def update(self, canary, baseline):
+        """Feed one evaluation's cumulated observations; the new requests since the last one are a batch."""
+        if not self.evidence or canary is None:
+            return
+        metric = self.metric
+        if metric.kind == 'error_rate':
+            if 'max' in self.evidence:
+                self.evidence['max'].cumulative(canary['bad'], canary['samples'], metric.max)
+            counts = (canary['bad'], canary['samples'], baseline['bad'] if baseline else 0, baseline['samples'] if baseline else 0)
+            delta = self._delta(counts)
+            if delta is not None and 'baseline' in self.evidence:
+                self.evidence['baseline'].batch(delta[1], delta[3], (delta[0], delta[2]))
+            return
+        bins_c = canary['bins']
+        if 'max' in self.evidence:
+            above = metric.edges.index(metric.limit_edge) + 1
+            self.evidence['max'].cumulative(sum(bins_c[above:]), canary['samples'], metric.null_share)
+        bins_b = baseline['bins'] if baseline else [0] * len(bins_c)
+        delta = self._delta(tuple(bins_c) + tuple(bins_b))
+        if delta is None or 'baseline' not in self.evidence:
+            return
+        new_c, new_b = delta[:len(bins_c)], delta[len(bins_c):]
+        # "Slow" in this batch: at or above the bin edge where the pooled requests' percentile is. The pooled
+        # counts are the same whichever group each request came from, so under the null the canary's slow
+        # requests are a hypergeometric draw of the pooled slow ones.
+        pooled = [c + b for c, b in zip(new_c, new_b, strict=True)]
+        evidence = self.evidence['baseline']
+        shares = [metric.null_share, 0.5][:len(evidence.parts)]
+        slow = [_slow_from(pooled, share) for share in shares]
+        evidence.batch(sum(new_c), sum(new_b), *[(sum(new_c[i:]), sum(new_b[i:])) for i in slow])
+
+    def _delta(self, counts):
+        """The counts new since the last evaluation, or None when they went down (an inconsistent answer:
+        wait until they are above the last ones again)."""
+        previous = self.previous or (0,) * len(counts)
+        delta = [now - before for now, before in zip(counts, previous, strict=True)]
+        if any(d < 0 for d in delta):
+            return None
+        self.previous = counts
+        return delta
+
+
+def _slow_from(bins, null_share):
+    """The first bin of "slow": the highest edge with at least ``null_share`` of the values (and one) at or above it."""
+    need = max(null_share * sum(bins), 1)
+    above = 0
+    for i in range(len(bins) - 1, 0, -1):
+        above += bins[i]
+        if above >= need:
+            return i
+    return len(bins) - 1
+
+
 # -- verdicts ---------------------------------------------------------------------------
 
 def _fmt(value):
@@ -321,14 +576,53 @@ def _fmt(value):
     return '%.3g' % value if abs(value) < 1000 else '%.0f' % value
 
 
-def judge(metric, canary, baseline, alpha, final):
-    """Status of one metric. Returns (result dict, conclusive failure?)."""
+def _round(value, digits=6):
+    """A float for results: ``digits`` significant digits, infinity as 1e300, NaN as None."""
+    if value is None or not isinstance(value, float):
+        return value
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return 1e300 if value > 0 else -1e300
+    return float('%.*g' % (digits, value))
+
+
+def _test_result(evidence, observed, allowed, hypothesis, effect_ok, final, eligible):
+    """One test's figures and whether it crossed its threshold (with the effect beyond the allowed one)."""
+    final_p = evidence.final_p_value() if final else None
+    crossed = None
+    if eligible and effect_ok:
+        if evidence.e_value >= evidence.e_threshold:
+            crossed = 'e_value'
+        elif final_p is not None and final_p <= evidence.p_threshold:
+            crossed = 'final_p_value'
+    return dict(test=evidence.kind, hypothesis=hypothesis, observed=_round(observed), allowed=_round(allowed),
+                e_value=_round(evidence.e_value), e_threshold=_round(evidence.e_threshold), p_value=_round(evidence.p_value),
+                final_p_value=_round(final_p), final_threshold=_round(evidence.p_threshold), alpha=_round(evidence.alpha), crossed=crossed)
+
+
+def _evidence_text(test):
+    if test['crossed'] == 'final_p_value':
+        return 'final p=%s <= %s' % (format_number(test['final_p_value']), format_number(test['final_threshold']))
+    if test['crossed'] == 'e_value':
+        return 'e=%s >= %s' % (format_number(test['e_value']), format_number(test['e_threshold']))
+    text = 'e=%s < %s' % (format_number(test['e_value']), format_number(test['e_threshold']))
+    if test['final_p_value'] is not None:
+        text += ', final p=%s > %s' % (format_number(test['final_p_value']), format_number(test['final_threshold']))
+    return text
+
+
+def judge(metric, track, canary, baseline, final):
+    """Status of one metric from its track (updated with this evaluation). Returns (result dict, conclusive failure?)."""
     result = dict(name=metric.name, kind=metric.kind, value=None, baseline_value=None, threshold=None, status='pass',
-                  samples=0, baseline_samples=None, p_value=None, reason='')
+                  samples=0, baseline_samples=None, p_value=None, reason='', effect=None, allowed_effect=None,
+                  e_value=None, e_threshold=None, alpha=None, tests=[])
     if canary is not None:
         result.update(value=_round(canary['value']), samples=canary['samples'])
     if baseline is not None:
         result.update(baseline_value=_round(baseline['value']), baseline_samples=baseline['samples'])
+    budget = sum(e.alpha for e in track.evidence.values())
+    result['alpha'] = _round(budget) if track.evidence else None
     n = result['samples']
     if canary is None or canary['value'] is None or n < metric.min_samples:
         result['status'] = 'no_data'
@@ -338,88 +632,112 @@ def judge(metric, canary, baseline, alpha, final):
         return result, False
     value = canary['value']
     base_ok = baseline is not None and baseline['value'] is not None and baseline['samples'] >= max(metric.min_samples, 1)
-    failures = []  # (line, conclusive)
+    failures = []  # (line, conclusive, test)
     notes = []
-    p_value = None
-
-    def context():
-        parts = ['n=%d' % n]
-        if base_ok:
-            parts.append('baseline %s' % _fmt(baseline['value']) + (', %s' % format_p(p_value) if p_value is not None else ''))
-        elif p_value is not None and failures:
-            parts.append(format_p(p_value))
-        return '(%s)' % '; '.join(parts)
+    tests = []
 
     if metric.kind == 'error_rate':
-        allowed = None
-        if base_ok and (metric.max_ratio is not None or metric.max_delta is not None):
-            candidates = []
-            if metric.max_ratio is not None:
-                candidates.append(baseline['value'] * metric.max_ratio)
-            if metric.max_delta is not None:
-                candidates.append(baseline['value'] + metric.max_delta)
-            allowed = max(candidates)
-            p_value, _method = proportion_greater(canary['bad'], n, baseline['bad'], baseline['samples'])
+        if 'baseline' in track.evidence:
+            allowed = None
+            if base_ok:
+                candidates = []
+                if metric.max_ratio is not None:
+                    candidates.append(baseline['value'] * metric.max_ratio)
+                if metric.max_delta is not None:
+                    candidates.append(baseline['value'] + metric.max_delta)
+                allowed = max(candidates)
+            test = _test_result(track.evidence['baseline'], value, allowed, '%s <= baseline' % metric.name,
+                                allowed is not None and value > allowed, final, base_ok)
+            tests.append(test)
+            if test['crossed']:
+                failures.append(('%s %s > %s allowed vs baseline' % (metric.name, _fmt(value), _fmt(allowed)), True, test))
+        if 'max' in track.evidence:
+            test = _test_result(track.evidence['max'], value, metric.max, '%s <= %s' % (metric.name, _fmt(metric.max)),
+                                value > metric.max, final, True)
+            tests.append(test)
+            if test['crossed']:
+                failures.insert(0, ('%s %s > %s' % (metric.name, _fmt(value), _fmt(metric.max)), True, test))
+            elif value > metric.max:
+                notes.append('above max %s but not conclusively (%s)' % (_fmt(metric.max), _evidence_text(test)))
         if metric.max is not None:
             result['threshold'] = metric.max
-            if value > metric.max:
-                p_abs = binomial_greater(canary['bad'], n, metric.max)
-                if p_value is None:
-                    p_value = p_abs
-                if p_abs < alpha:
-                    failures.append(('%s %s > %s' % (metric.name, _fmt(value), _fmt(metric.max)), True))
-                else:
-                    notes.append('above max %s but not significantly (%s)' % (_fmt(metric.max), format_p(p_abs)))
-        if allowed is not None and value > allowed and p_value is not None and p_value < alpha and not failures:
-            result['threshold'] = _round(allowed)
-            failures.append(('%s %s > %s allowed vs baseline' % (metric.name, _fmt(value), _fmt(allowed)), True))
-        elif allowed is not None and result['threshold'] is None:
-            result['threshold'] = _round(allowed)
+        elif tests and tests[0]['allowed'] is not None:
+            result['threshold'] = tests[0]['allowed']
+        if failures and failures[0][2]['test'] == 'baseline':
+            result['threshold'] = failures[0][2]['allowed']
     elif metric.kind == 'latency':
-        if base_ok and metric.max_ratio is not None:
-            _u, p_value, _method = mann_whitney_greater(canary.get('buckets') or [], baseline.get('buckets') or [])
-        if metric.max_ms is not None:
+        if 'max' in track.evidence:
+            above = metric.edges.index(metric.limit_edge) + 1
+            share = sum(canary['bins'][above:]) / float(n)
+            test = _test_result(track.evidence['max'], share, metric.null_share,
+                                'share above %s ms <= %s' % (_fmt(metric.max_ms), _fmt(metric.null_share)),
+                                share > metric.null_share, final, True)
+            tests.append(test)
             result['threshold'] = metric.max_ms
-            if value > metric.max_ms:
-                failures.append(('%s %s > %s ms' % (metric.name, _fmt(value), _fmt(metric.max_ms)), True))
-        if base_ok and metric.max_ratio is not None and not failures:
-            allowed = baseline['value'] * metric.max_ratio
-            if value > allowed and p_value < alpha:
+            if test['crossed']:
+                failures.append(('%s %s > %s ms: %s of requests above %s ms, allowed %s'
+                                 % (metric.name, _fmt(value), _fmt(metric.max_ms), _percent(share), _fmt(metric.max_ms),
+                                    _percent(metric.null_share)), True, test))
+            elif share > metric.null_share:
+                notes.append('%s of requests above %s ms, allowed %s, not conclusively (%s)'
+                             % (_percent(share), _fmt(metric.max_ms), _percent(metric.null_share), _evidence_text(test)))
+        if 'baseline' in track.evidence:
+            ratio = allowed = None
+            if base_ok and baseline['value']:
+                ratio = value / baseline['value']
+                allowed = baseline['value'] * metric.max_ratio
+            test = _test_result(track.evidence['baseline'], ratio, metric.max_ratio, '%s no slower than baseline' % metric.name,
+                                ratio is not None and ratio > metric.max_ratio, final, base_ok)
+            tests.append(test)
+            if result['threshold'] is None and allowed is not None:
                 result['threshold'] = _round(allowed)
-                failures.append(('%s %s > %s ms (%sx baseline)' % (metric.name, _fmt(value), _fmt(allowed), _fmt(metric.max_ratio)), True))
-            elif result['threshold'] is None:
-                result['threshold'] = _round(allowed)
+            if test['crossed']:
+                if not failures:
+                    result['threshold'] = _round(allowed)
+                failures.append(('%s %s > %s ms (%sx baseline)' % (metric.name, _fmt(value), _fmt(allowed), _fmt(metric.max_ratio)),
+                                 True, test))
     else:
         # count/throughput: a count above max can only grow; everything else waits for the end of the bake
         growing = metric.kind == 'count'
         if metric.max is not None:
             result['threshold'] = metric.max
             if value > metric.max:
-                failures.append(('%s %s > %s' % (metric.name, _fmt(value), _fmt(metric.max)), growing or metric.kind == 'custom'))
+                failures.append(('%s %s > %s' % (metric.name, _fmt(value), _fmt(metric.max)), growing or metric.kind == 'custom', None))
         if metric.min is not None and not failures:
             if result['threshold'] is None:
                 result['threshold'] = metric.min
             if value < metric.min:
                 result['threshold'] = metric.min
-                failures.append(('%s %s < %s' % (metric.name, _fmt(value), _fmt(metric.min)), metric.kind == 'custom'))
+                failures.append(('%s %s < %s' % (metric.name, _fmt(value), _fmt(metric.min)), metric.kind == 'custom', None))
     if baseline is not None and not base_ok and metric.kind in ('error_rate', 'latency'):
         notes.append('baseline has too few samples (n=%d); compared with thresholds only' % baseline['samples'])
-    result['p_value'] = _round(p_value, 6)
+    result['tests'] = tests
+    deciding = failures[0][2] if failures and failures[0][2] else (max(tests, key=lambda t: t['e_value']) if tests else None)
+    if deciding is not None:
+        result.update(effect=deciding['observed'], allowed_effect=deciding['allowed'], e_value=deciding['e_value'],
+                      e_threshold=deciding['e_threshold'])
+        ps = [t['p_value'] for t in tests] + [t['final_p_value'] for t in tests if t['final_p_value'] is not None]
+        result['p_value'] = min(ps)
+
+    def context(test):
+        parts = ['n=%d' % n]
+        if base_ok:
+            parts.append('baseline %s' % _fmt(baseline['value']))
+        if test is not None:
+            parts.append(_evidence_text(test))
+        return '(%s)' % '; '.join(parts)
+
     if failures:
-        line, conclusive = failures[0]
+        line, conclusive, test = failures[0]
         result['status'] = 'warn' if metric.report_only else 'fail'
-        result['reason'] = '%s %s' % (line, context()) + (' [report only]' if metric.report_only else '')
+        result['reason'] = '%s %s' % (line, context(test)) + (' [report only]' if metric.report_only else '')
         return result, conclusive and not metric.report_only
-    result['reason'] = '; '.join(['%s %s within limits %s' % (metric.name, _fmt(value), context())] + notes)
+    result['reason'] = '; '.join(['%s %s within limits %s' % (metric.name, _fmt(value), context(deciding))] + notes)
     return result, False
 
 
-def _round(value, digits=6):
-    if value is None or not isinstance(value, float):
-        return value
-    if math.isnan(value) or math.isinf(value):
-        return None
-    return round(value, digits)
+def _percent(share):
+    return '%.3g %%' % (share * 100)
 
 
 def decide(results, conclusive, final, no_data):
@@ -435,27 +753,55 @@ def decide(results, conclusive, final, no_data):
     return 'pass'
 
 
-def evaluate_response(catalog, response, window_seconds, confidence, final, no_data):
-    """Verdict of one evaluation from one search response."""
-    try:
-        buckets = response['aggregations']['groups']['buckets']
-    except (KeyError, TypeError):
-        raise CanaryError('Failed to read the health gate aggregation: the response has no aggregations.groups.buckets') from None
-    alpha = 1.0 - confidence
-    results = []
-    any_conclusive = False
-    for i, metric in enumerate(catalog):
-        canary = observe(metric, i, buckets.get('canary'), window_seconds)
-        baseline = observe(metric, i, buckets.get('baseline'), window_seconds)
-        result, conclusive = judge(metric, canary, baseline, alpha, final)
-        if metric.report_only and result['status'] == 'no_data':
-            result['_report_only'] = True
-        any_conclusive = any_conclusive or conclusive
-        results.append(result)
-    verdict = decide(results, any_conclusive, final, no_data)
-    for result in results:
-        result.pop('_report_only', None)
-    return verdict, results
+def check_false_fail_rate(value, option='false_fail_rate'):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 0.5:
+        raise CanaryError('Invalid %s %r: must be in (0, 0.5], e.g. 0.0005 (a rollout budget of 0.01 over 20 hosts)' % (option, value))
+    return float(value)
+
+
+class Judge:
+    """The gate's decision code: one evaluation response at a time, remembering the earlier ones.
+
+    ``evaluate(response, window_seconds, final, no_data)`` returns
+    ``(verdict, results)``; the module and ``bench/bench_gate_stats.py`` both
+    call it with Elasticsearch's answers to :func:`build_query`.
+    """
+
+    def __init__(self, catalog, false_fail_rate, baseline=True):
+        self.catalog = catalog
+        self.false_fail_rate = check_false_fail_rate(false_fail_rate)
+        self.budgets = split_budget(catalog, self.false_fail_rate, baseline)
+        self.tracks = [Track(metric, self.budgets[metric.name]) for metric in catalog]
+        self.looks = 0
+
+    def evaluate(self, response, window_seconds, final, no_data='fail'):
+        try:
+            buckets = response['aggregations']['groups']['buckets']
+        except (KeyError, TypeError):
+            raise CanaryError('Failed to read the health gate aggregation: the response has no aggregations.groups.buckets') from None
+        observations = []
+        for i, metric in enumerate(self.catalog):
+            observations.append((observe(metric, i, buckets.get('canary'), window_seconds),
+                                 observe(metric, i, buckets.get('baseline'), window_seconds)))
+        self.looks += 1
+        results = []
+        any_conclusive = False
+        for metric, track, (canary, baseline) in zip(self.catalog, self.tracks, observations, strict=True):
+            track.update(canary, baseline)
+            result, conclusive = judge(metric, track, canary, baseline, final)
+            if metric.report_only and result['status'] == 'no_data':
+                result['_report_only'] = True
+            any_conclusive = any_conclusive or conclusive
+            results.append(result)
+        verdict = decide(results, any_conclusive, final, no_data)
+        for result in results:
+            result.pop('_report_only', None)
+        return verdict, results
+
+
+def evaluate_response(catalog, response, window_seconds, false_fail_rate, final, no_data, baseline=True):
+    """Verdict of a single evaluation (a gate that looks once)."""
+    return Judge(catalog, false_fail_rate, baseline).evaluate(response, window_seconds, final, no_data)
 
 
 def failure_lines(results):
@@ -469,7 +815,7 @@ class Gate:
 
     def __init__(self, client, catalog, index, canary_filter, baseline_filter=None, time_field='@timestamp', fields=None,
                  since=None, ingest_lag=0.0, bake_time=300.0, interval=30.0, fail_fast=True, no_data='fail',
-                 confidence=0.98, bucket_interval='10s', clock=time.monotonic, sleep=time.sleep, now=None):
+                 confidence=0.98, false_fail_rate=None, clock=time.monotonic, sleep=time.sleep, now=None):
         if not 0.5 <= confidence < 1:
             raise CanaryError('Invalid confidence %r: must be in [0.5, 1), e.g. 0.98' % (confidence,))
         if no_data not in NO_DATA_POLICIES:
@@ -477,6 +823,7 @@ class Gate:
         if bake_time < 0 or interval <= 0 or ingest_lag < 0:
             raise CanaryError('Invalid timing: bake_time >= 0, interval > 0 and ingest_lag >= 0 are required '
                               '(got bake_time=%r, interval=%r, ingest_lag=%r)' % (bake_time, interval, ingest_lag))
+        self.false_fail_rate = check_false_fail_rate(false_fail_rate if false_fail_rate is not None else round(1.0 - confidence, 12))
         self.client = client
         self.catalog = catalog
         self.index = index
@@ -491,8 +838,7 @@ class Gate:
         self.interval = float(interval)
         self.fail_fast = fail_fast
         self.no_data = no_data
-        self.confidence = confidence
-        self.bucket_interval = bucket_interval
+        self.judge = Judge(catalog, self.false_fail_rate, baseline_filter is not None)
         self._clock = clock
         self._sleep = sleep
         self.evaluations = 0
@@ -504,16 +850,15 @@ class Gate:
         to = self._now() - datetime.timedelta(seconds=self.ingest_lag)
         frm = self.since
         self.window = dict(to=to_iso(to), **{'from': to_iso(frm)})
-        body = build_query(self.catalog, self.time_field, self.fields, self.canary_filter, self.baseline_filter, frm,
-                           max(to, frm), self.bucket_interval)
+        body = build_query(self.catalog, self.time_field, self.fields, self.canary_filter, self.baseline_filter, frm, max(to, frm))
         self.last_query = body
         self.evaluations += 1
         response = self.client.search(self.index, body)
         seconds = max((to - frm).total_seconds(), 0.0)
-        return evaluate_response(self.catalog, response, seconds, self.confidence, final, self.no_data)
+        return self.judge.evaluate(response, seconds, final, self.no_data)
 
     def run(self):
-        """Returns dict(verdict, metrics, evaluations, window, query, error)."""
+        """Returns dict(verdict, metrics, evaluations, window, query, error, false_fail_rate)."""
         start = self._clock()
         verdict, results, error = None, [], None
         while True:
@@ -543,4 +888,4 @@ class Gate:
 
     def _result(self, verdict, results, error):
         return dict(verdict=verdict, metrics=results, evaluations=self.evaluations, window=self.window,
-                    query=self.last_query, error=error)
+                    query=self.last_query, error=error, false_fail_rate=self.false_fail_rate)

@@ -28,7 +28,7 @@ import time
 from urllib.parse import urlsplit
 
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
-from ansible_collections.immune.canary.plugins.module_utils._stats import percentile
+from ansible_collections.immune.canary.plugins.module_utils._statistics import percentile
 from ansible_collections.immune.canary.plugins.module_utils._waiter import Deadline, poll_intervals
 
 STATISTICS = {'max': 100, 'p50': 50, 'p90': 90, 'p95': 95}

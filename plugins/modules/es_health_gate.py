@@ -12,12 +12,22 @@ description:
   - Watches the requests a canary server handled since it was admitted, in Elasticsearch or OpenSearch, for a bake time,
     and returns a verdict C(pass) or C(fail) (or C(inconclusive)). A failed verdict fails the task.
   - Each metric is compared with absolute thresholds and, when a O(baseline) is given, with the servers still on the old
-    version. A canary is worse than the baseline only if the difference is statistically significant at O(confidence)
-    B(and) larger than the allowed effect (C(max_ratio)/C(max_delta)) - a one-sided two-proportion test (Fisher's exact
-    test for small counts) for error rates, a one-sided Mann-Whitney U test on per-bucket percentiles plus the percentile
-    ratio for latency.
+    version. A metric fails only when the evidence that the canary is worse crosses its threshold B(and) the observed
+    effect is larger than the allowed one (C(max), C(max_ms), C(max_ratio), C(max_delta)).
+  - The chance that the gate ever fails a canary that is as good as the baseline and within the absolute limits is at
+    most O(false_fail_rate) (without it, C(1 - confidence)), however often it looks and however many metrics it has.
+    Error rates and latency metrics share that budget by C(weight). Each of their tests watches an e-process (a mixture
+    likelihood ratio, anytime-valid) at every evaluation and makes one exact test at the last evaluation.
+  - Error rates against C(max) - the canary's bad requests as binomial counts. Against the baseline - given the bad
+    requests of both groups since the last evaluation, the canary's share of them against its share of the traffic
+    (a baseline without errors and a canary with errors can fail).
+  - Latency is judged on its distribution - a C(range) aggregation over fixed log-spaced bins (1 ms to 131 s, 19 % apart)
+    for both groups. C(max_ms) - the share of requests above C(max_ms) against the percentile's share (5 % for a p95).
+    C(max_ratio) - of the requests new since the last evaluation, the slow ones (at or above both groups' percentile, and
+    apart from that at or above their median), the canary's share of them against its share of the traffic; the percentile
+    ratio comes from the bins.
   - Each evaluation is B(one) C(_search) request with C(size=0) carrying all metrics for canary and baseline; the response
-    size does not grow with traffic and no document is ever fetched.
+    size does not grow with traffic or time and no document is ever fetched.
   - Selections are turned into C(term)/C(terms) filters; no query string is ever built from values.
   - The gate fails closed. Elasticsearch unreachable or answering errors fails the gate with C(could not evaluate)
     unless O(no_data=pass); too few samples fails it unless O(no_data) says otherwise.
@@ -108,17 +118,21 @@ options:
     description:
       - The metrics, a list of dicts with C(name), C(kind) and the kind's keys. Exactly one of O(metrics) and O(metrics_file) is required.
       - "Every kind: C(min_samples) (fewer samples = no data; default 50 for error_rate and latency, 0 for throughput and
-        count, 1 for custom), C(weight) (default 1; 0 makes the metric report-only), C(report_only) (report, never fail)."
+        count, 1 for custom), C(weight) (default 1; the metric's share of O(false_fail_rate) among the error_rate and latency
+        metrics; 0 makes the metric report-only), C(report_only) (report, never fail)."
       - "C(error_rate): share of requests with status >= C(bad_status_min) (default 500) or matching the DSL C(bad_query);
-        C(max) (absolute, a share 0..1), C(max_ratio) and/or C(max_delta) (allowed vs the baseline's rate)."
-      - "C(latency): the C(percentile) (default 95, in (0, 100]) of the latency field (or C(field)); C(max_ms), C(max_ratio)."
+        C(max) (absolute, a share 0..1), C(max_ratio) and/or C(max_delta) (allowed vs the baseline's rate). With C(max) and
+        a baseline comparison, the comparison gets 80 % of the metric's budget."
+      - "C(latency): the C(percentile) (default 95, in (0, 100]) of the latency field (or C(field)), in milliseconds,
+        estimated from the bins; C(max_ms), C(max_ratio)."
       - "C(throughput) (requests per second over the window) and C(count) (total); optional DSL C(query); C(min) and/or C(max)."
       - "C(custom): a DSL C(query) (default all of the group's requests) with C(aggs), and C(value), a JMESPath expression
         evaluated on that filter's aggregation result (it has C(doc_count) and your aggregations), for example
         V(slow.doc_count) or V(avg_bytes.value); C(min) and/or C(max)."
-      - During the bake a failure stops the gate early (O(fail_fast)) only when it is conclusive - an error rate
-        significantly above C(max), a significant regression against the baseline, a latency or custom value past its
-        limit with C(min_samples), a count above C(max). Minimums are judged at the end of the bake.
+      - During the bake a failure stops the gate early (O(fail_fast)) only when it is conclusive - an error rate or latency
+        whose e-process crossed its threshold, a custom value past its limit with C(min_samples), a count above C(max).
+        Minimums and the exact tests are judged at the end of the bake.
+      - Throughput, count and custom metrics are plain thresholds, outside O(false_fail_rate).
     type: list
     elements: dict
   metrics_file:
@@ -127,10 +141,19 @@ options:
     type: path
   confidence:
     description:
-      - Confidence for "worse than the baseline" (and for an early failure on an error rate); a p-value below
-        C(1 - confidence) is significant.
+      - Without O(false_fail_rate), the gate's budget is C(1 - confidence) (with the default, a canary as good as the
+        baseline fails at most 2 % of the time).
     type: float
     default: 0.98
+  false_fail_rate:
+    description:
+      - The most this gate may fail a canary that is as good as the baseline and within the absolute limits, however often it
+        looks and however many metrics it has, for example V(0.0005). Takes precedence over O(confidence).
+      - A rollout of N hosts whose good releases may be stopped at most a share A of the time gives each host's gate A / N
+        (the C(immune.canary.rollout) role does, from C(rollout_false_abort_rate)).
+      - Must be in (0, 0.5].
+    type: float
+    version_added: 0.2.0
   bake_time:
     description:
       - Seconds to watch the canary. The gate passes only after this time, when every metric passes.
@@ -161,9 +184,8 @@ options:
     default: false
   bucket_interval:
     description:
-      - Width of the time buckets whose per-bucket percentiles feed the Mann-Whitney test for latency, for example V(10s) or V(1m).
-      - Choose it so that the window spans at least five buckets; with fewer, no latency difference can reach significance
-        at the default O(confidence) and only C(max_ms) applies.
+      - No effect since 0.2.0 (latency is judged on its binned distribution, not on per-bucket percentiles); accepted so that
+        existing playbooks keep working.
     type: str
     default: 10s
 extends_documentation_fragment:
@@ -187,9 +209,11 @@ EXAMPLES = r"""
       host: "{{ groups['web'] | difference([inventory_hostname]) }}"
       application_name: "app.example.com-{{ rollout_from_version }}"
     metrics:
-      - {name: errors, kind: error_rate, max: 0.01, max_ratio: 2}
+      - {name: errors, kind: error_rate, max: 0.01, max_ratio: 2, weight: 3}
       - {name: p95, kind: latency, percentile: 95, max_ms: 500, max_ratio: 1.5}
       - {name: traffic, kind: throughput, min: 0.5}
+    # A rollout of 20 hosts that may stop a good release once in 100 rollouts
+    false_fail_rate: "{{ 0.01 / 20 }}"
     bake_time: 300
     interval: 30
   delegate_to: localhost
@@ -271,13 +295,91 @@ metrics:
       type: int
       sample: 8231
     p_value:
-      description: One-sided p-value of "the canary is worse", or null when no test applied.
+      description:
+        - The smallest p-value of the metric's tests (an always-valid one, C(1 / the largest e-value so far), or the exact
+          one of the last evaluation), or null when no test applied.
       type: float
       sample: 0.00001
     reason:
-      description: One line explaining the status.
+      description: One line explaining the status, with the evidence and the threshold it crossed (or did not).
       type: str
-      sample: "errors 0.184 > 0.01 (n=412; baseline 0.002, p<0.001)"
+      sample: "errors 0.184 > 0.05 (n=412; baseline 0.002; e=3.1e+09 >= 1.3e+04)"
+    effect:
+      description:
+        - The observed effect of the deciding test (the failing one, else the one with the most evidence) - the canary's
+          error rate, its share of requests above C(max_ms), or its percentile divided by the baseline's.
+      type: float
+      sample: 0.184
+    allowed_effect:
+      description: The effect that test allows (C(max), the rate allowed by the baseline, the percentile's share, C(max_ratio)).
+      type: float
+      sample: 0.05
+    e_value:
+      description: The e-value of the deciding test now; the test fails when it reaches RV(metrics[].e_threshold).
+      type: float
+      sample: 3100000000.0
+    e_threshold:
+      description: The deciding test's e-value threshold, C(1 / (its budget x 0.25)).
+      type: float
+      sample: 13333.3
+    alpha:
+      description: The metric's share of O(false_fail_rate), or null for a plain threshold.
+      type: float
+      sample: 0.000375
+    tests:
+      description: The metric's statistical tests (none for throughput, count and custom metrics).
+      type: list
+      elements: dict
+      contains:
+        test:
+          description: C(max) (against the absolute limit) or C(baseline) (against the baseline).
+          type: str
+          sample: max
+        hypothesis:
+          description: What the test assumes until the evidence says otherwise.
+          type: str
+          sample: errors <= 0.05
+        observed:
+          description: The observed effect.
+          type: float
+          sample: 0.184
+        allowed:
+          description: The allowed effect.
+          type: float
+          sample: 0.05
+        e_value:
+          description: The e-value now (the mixture likelihood ratio; 1 without evidence).
+          type: float
+          sample: 3100000000.0
+        e_threshold:
+          description: The e-value that fails the test at any evaluation.
+          type: float
+          sample: 13333.3
+        p_value:
+          description: Always-valid p-value, C(1 / the largest e-value so far).
+          type: float
+          sample: 0.0000000003
+        final_p_value:
+          description: The exact p-value of the whole bake, at the last evaluation only (else null).
+          type: float
+          sample: null
+        final_threshold:
+          description: The exact p-value that fails the test at the last evaluation.
+          type: float
+          sample: 0.0000563
+        alpha:
+          description: The test's budget (its e-value threshold and final threshold spend it together).
+          type: float
+          sample: 0.000075
+        crossed:
+          description: C(e_value) or C(final_p_value) when the test failed (its observed effect is past the allowed one), else null.
+          type: str
+          sample: e_value
+false_fail_rate:
+  description: The gate's budget - O(false_fail_rate), or C(1 - confidence).
+  returned: always
+  type: float
+  sample: 0.0005
 evaluations:
   description: Number of evaluations (searches) made.
   returned: always
@@ -342,6 +444,7 @@ def argument_spec():
         metrics=dict(type='list', elements='dict'),
         metrics_file=dict(type='path'),
         confidence=dict(type='float', default=0.98),
+        false_fail_rate=dict(type='float'),
         bake_time=dict(type='float', default=300.0),
         interval=dict(type='float', default=30.0),
         fail_fast=dict(type='bool', default=True),
@@ -380,7 +483,7 @@ def main():
             canary_filter=_group_filter(params, 'canary'), baseline_filter=_group_filter(params, 'baseline'),
             time_field=params['time_field'], fields=params['fields'], since=params['since'], ingest_lag=params['ingest_lag'],
             bake_time=params['bake_time'], interval=params['interval'], fail_fast=params['fail_fast'], no_data=params['no_data'],
-            confidence=params['confidence'], bucket_interval=params['bucket_interval'])
+            confidence=params['confidence'], false_fail_rate=params['false_fail_rate'])
         client = EsClient(params)
         for warning in client.warnings:
             module.warn(warning)
@@ -392,6 +495,7 @@ def main():
             client.close()
 
     result = dict(changed=False, verdict=outcome['verdict'], metrics=outcome['metrics'], evaluations=outcome['evaluations'],
+                  false_fail_rate=outcome['false_fail_rate'],
                   window=outcome['window'] or {}, query=outcome['query'] or {}, elapsed=watch.elapsed())
     verdict = outcome['verdict']
     if verdict == 'fail':

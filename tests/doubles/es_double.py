@@ -33,6 +33,9 @@ Knowingly simpler than Elasticsearch:
 * dates are recognised by field name (``@timestamp``, ``timestamp`` and the
   ``date`` fields of a mapping given at index creation) and kept as epoch ms;
 * percentiles are exact (linear interpolation), not TDigest estimates;
+* ``range`` aggregations count a document in every range one of its
+  values falls in (``from`` inclusive, ``to`` exclusive), in request order,
+  with Elasticsearch's keys (``*-1.0``, ``1.0-2.0``, ``2.0-*``) or ``keyed``;
 * hits: ``size`` (default 10, ``0`` gives no hits) and ``from`` are
   honoured; ``sort`` on one field only (``asc``/``desc``, missing values
   last, ties in index order; ``unmapped_type`` accepted and ignored); no
@@ -536,6 +539,38 @@ class Searcher:
             if len(members) < max(min_doc_count, 0):
                 continue
             buckets.append(self._bucket(members, sub, key_as_string=iso(key), key=int(key)))
+        return {'buckets': buckets}
+
+    def _a_range(self, spec, rows, sub):
+        """Buckets in the order of ``ranges``; ``from`` inclusive, ``to`` exclusive, as Elasticsearch counts them."""
+        ranges = spec.get('ranges')
+        if not isinstance(ranges, list) or not ranges:
+            raise EsError(400, 'illegal_argument_exception', 'No [ranges] specified for the [range] aggregation')
+        col = self.index.column(spec['field'])
+        values = []
+        if col is not None:
+            for r in rows:
+                v = col[r]
+                for x in (v if v.__class__ is list else [v]):
+                    if isinstance(x, (int, float)) and not isinstance(x, bool):
+                        values.append((float(x), r))
+        values.sort()
+        numbers = [v for v, _r in values]
+        buckets = []
+        for bounds in ranges:
+            low, high = bounds.get('from'), bounds.get('to')
+            first = 0 if low is None else bisect.bisect_left(numbers, float(low))
+            last = len(numbers) if high is None else bisect.bisect_left(numbers, float(high))
+            members = sorted({r for _v, r in values[first:max(first, last)]})
+            key = bounds.get('key') or '%s-%s' % ('*' if low is None else float(low), '*' if high is None else float(high))
+            extra = {'key': key}
+            if low is not None:
+                extra['from'] = float(low)
+            if high is not None:
+                extra['to'] = float(high)
+            buckets.append(self._bucket(members, sub, **extra))
+        if spec.get('keyed'):
+            return {'buckets': {b['key']: {k: v for k, v in b.items() if k != 'key'} for b in buckets}}
         return {'buckets': buckets}
 
     def _a_terms(self, spec, rows, sub):

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import json
 import random
 import re
+import urllib.request
 
 import pytest
+from osmem_server import OsmemServer
 
+from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import EsClient
+from ansible_collections.immune.canary.plugins.module_utils._gate import DEFAULT_FIELDS, Judge, build_query, load_catalog, selection_filter
 from doubles.es_double import EsDouble, iis_log_docs
 from support.ansible_runner import run_module
 
@@ -65,19 +70,37 @@ def test_good_canary_passes_check_mode_too_and_never_changes(double):
         assert result['query']['size'] == 0
         assert set(result['window']) == {'from', 'to'}
         assert set(result['metrics'][0]) == {'name', 'kind', 'value', 'baseline_value', 'threshold', 'status', 'samples',
-                                             'baseline_samples', 'p_value', 'reason'}
+                                             'baseline_samples', 'p_value', 'reason', 'effect', 'allowed_effect', 'e_value',
+                                             'e_threshold', 'alpha', 'tests'}
+        assert result['false_fail_rate'] == pytest.approx(0.02)  # 1 - confidence
+        assert [t['test'] for t in result['metrics'][1]['tests']] == ['max', 'baseline']
 
 
 def test_bad_canary_fails_fast_with_one_line_per_failing_metric(double):
     seed(double, 0.2)
-    run = run_module('es_health_gate', args(double, bake_time=60, interval=5))
+    run = run_module('es_health_gate', args(double, bake_time=60, interval=5, false_fail_rate=0.0005))
     assert run.failed
     result = run.result
     assert result['changed'] is False and result['verdict'] == 'fail' and result['evaluations'] == 1
     lines = result['msg'].splitlines()
     assert lines[0] == 'Health gate failed after 1 evaluation(s):'
     assert len(lines) == 2
-    assert re.fullmatch(r'errors 0\.\d+ > 0\.01 \(n=800; baseline 0\.00\d+, p<0\.001\)', lines[1]), lines[1]
+    assert re.fullmatch(r'errors 0\.\d+ > 0\.01 \(n=800; baseline 0\.00\d+; e=\S+ >= 8e\+04\)', lines[1]), lines[1]
+    errors = result['metrics'][0]
+    assert errors['alpha'] == pytest.approx(0.0005 / 2) and errors['e_value'] >= errors['e_threshold']
+
+
+def test_false_fail_rate_sets_the_budget_and_is_checked_before_any_request(double):
+    seed(double, 0.002)
+    run = run_module('es_health_gate', args(double, false_fail_rate=0.001, bake_time=0))
+    assert not run.failed, run.result
+    assert run.result['false_fail_rate'] == 0.001
+    assert sum(t['alpha'] for m in run.result['metrics'] for t in m['tests']) == pytest.approx(0.001)
+    double.reset_counters()
+    bad = run_module('es_health_gate', args(double, false_fail_rate=0.7))
+    assert bad.failed
+    assert bad.result['msg'] == 'Invalid false_fail_rate 0.7: must be in (0, 0.5], e.g. 0.0005 (a rollout budget of 0.01 over 20 hosts)'
+    assert double.requests == 0
 
 
 def test_report_only_never_fails(double):
@@ -157,3 +180,102 @@ def test_exclude_leaves_the_load_balancers_health_checks_out(double):
 
     bad = run_module('es_health_gate', dict(base, exclude={'url.path': {'prefix': '/health'}}))
     assert bad.failed and 'Invalid exclude value for field url.path' in bad.result['msg']
+
+
+# -- the same queries on a second engine: osmem-server, an in-memory OpenSearch-compatible server -----------
+
+MAPPINGS = {'properties': {
+    '@timestamp': {'type': 'date'}, 'host': {'properties': {'name': {'type': 'keyword'}}}, 'application_name': {'type': 'keyword'},
+    'response': {'type': 'integer'}, 'time_taken': {'type': 'integer'}, 'cs_method': {'type': 'keyword'}, 'cs_uri_stem': {'type': 'keyword'},
+}}
+CATALOG = METRICS + [{'name': 'p99', 'kind': 'latency', 'percentile': 99, 'max_ms': 150, 'max_ratio': 2}]
+
+
+def _send(url, method, path, body=None, ndjson=False):
+    data = None
+    if body is not None:
+        data = (''.join(json.dumps(line) + '\n' for line in body) if ndjson else json.dumps(body)).encode()
+    request = urllib.request.Request(url + path, data=data, method=method,
+                                     headers={'Content-Type': 'application/x-ndjson' if ndjson else 'application/json'})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read() or b'{}')
+
+
+@pytest.fixture(scope='module')
+def engines():
+    """osmem-server and the double, holding the same documents: a good canary (web-01) and a slow, failing one (web-09)."""
+    rnd = random.Random(21)
+    docs = list(iis_log_docs(400, 'web-01', 'app.example.com-3457', SINCE, NOW, 0.002, 50.0, rnd))
+    docs += iis_log_docs(400, 'web-09', 'app.example.com-3457', SINCE, NOW, 0.2, 150.0, rnd)
+    for host in ('web-02', 'web-03'):
+        docs += iis_log_docs(2000, host, 'app.example.com-3456', SINCE, NOW, 0.002, 50.0, rnd)
+    server = OsmemServer.start(japanese=False)
+    try:
+        assert server.url.startswith('http://127.0.0.1:')
+        _send(server.url, 'PUT', '/iis-logs-2026.05', {'mappings': MAPPINGS})
+        for start in range(0, len(docs), 1000):
+            lines = []
+            for doc in docs[start:start + 1000]:
+                lines += [{'index': {'_index': 'iis-logs-2026.05'}}, doc]
+            assert _send(server.url, 'POST', '/_bulk', lines, ndjson=True)['errors'] is False
+        _send(server.url, 'POST', '/iis-logs-2026.05/_refresh')
+        with EsDouble('opensearch2') as double:
+            double.index_docs('iis-logs-2026.05', docs)
+            yield {'osmem': server.url, 'double': double.url}
+    finally:
+        server.close()
+
+
+def _gate_query(canary_host):
+    catalog = load_catalog(CATALOG)
+    body = build_query(catalog, '@timestamp', DEFAULT_FIELDS,
+                       selection_filter({'host': canary_host, 'application_name': 'app.example.com-3457'}, 'canary', DEFAULT_FIELDS),
+                       selection_filter({'host': ['web-02', 'web-03'], 'application_name': 'app.example.com-3456'}, 'baseline', DEFAULT_FIELDS),
+                       SINCE, NOW)
+    return catalog, body
+
+
+@pytest.mark.parametrize('canary_host', ['web-01', 'web-09'])
+def test_the_gates_aggregations_answer_the_same_on_osmem_and_on_the_double(engines, canary_host):
+    catalog, body = _gate_query(canary_host)
+    answers = {}
+    for name, url in engines.items():
+        client = EsClient(dict(es_hosts=[url], es_request_timeout=30))
+        try:
+            assert client.info().is_opensearch
+            answers[name] = client.search('iis-logs-*', body)['aggregations']['groups']['buckets']
+        finally:
+            client.close()
+    for group in ('canary', 'baseline'):
+        osmem, double = answers['osmem'][group], answers['double'][group]
+        assert osmem['doc_count'] == double['doc_count'] > 0
+        assert osmem['m0']['doc_count'] == double['m0']['doc_count']
+        for key in ('m1', 'm2'):
+            counts = [b['doc_count'] for b in osmem[key]['buckets']]
+            assert counts == [b['doc_count'] for b in double[key]['buckets']]
+            assert len(counts) == len(catalog[int(key[1:])].edges) + 1 and sum(counts) == osmem['doc_count']
+            asked = body['aggs']['groups']['aggs'][key]['range']['ranges']
+            assert [(b.get('from'), b.get('to')) for b in osmem[key]['buckets']] == [(r.get('from'), r.get('to')) for r in asked]
+    # and the judge reads both answers the same way
+    verdicts = {name: Judge(catalog, 0.0005).evaluate({'aggregations': {'groups': {'buckets': answer}}}, 120.0, True)
+                for name, answer in answers.items()}
+    assert verdicts['osmem'] == verdicts['double']
+    assert verdicts['osmem'][0] == ('pass' if canary_host == 'web-01' else 'fail')
+
+
+@pytest.mark.parametrize('canary_host, verdict', [('web-01', 'pass'), ('web-09', 'fail')])
+def test_the_module_decides_on_osmem(engines, canary_host, verdict):
+    base = dict(es_hosts=[engines['osmem']], index='iis-logs-*', since=SINCE.isoformat(),
+                canary={'host': canary_host, 'application_name': 'app.example.com-3457'},
+                baseline={'host': ['web-02', 'web-03'], 'application_name': 'app.example.com-3456'},
+                metrics=CATALOG, bake_time=1, interval=0.5, false_fail_rate=0.0005)
+    run = run_module('es_health_gate', base)
+    assert run.result['verdict'] == verdict, run.result
+    assert run.failed is (verdict == 'fail')
+    metrics = {m['name']: m for m in run.result['metrics']}
+    assert metrics['errors']['samples'] == 400 and metrics['errors']['baseline_samples'] == 4000
+    if verdict == 'fail':
+        # 20 % errors and 3x the latency: errors and both latency metrics fail, each with the test that crossed
+        assert {name for name, m in metrics.items() if m['status'] == 'fail'} == {'errors', 'p95', 'p99'}
+        assert all(any(t['crossed'] for t in m['tests']) for m in metrics.values())
+        assert run.result['evaluations'] == 1

@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.parse
 
-from ansible_collections.immune.canary.plugins.module_utils._stats import percentile
+from ansible_collections.immune.canary.plugins.module_utils._statistics import percentile
 from lab.dataplane import PinnedHTTPSConnection
 
 

@@ -90,7 +90,8 @@ def test_twenty_percent_errors_fail_before_the_bake_ends(double):
     lines = failure_lines(outcome['metrics'])
     assert len(lines) == 1
     errors = outcome['metrics'][0]
-    assert lines[0] == 'errors %.3g > 0.01 (n=1500; baseline %.3g, p<0.001)' % (errors['value'], errors['baseline_value'])
+    assert lines[0] == 'errors %.3g > 0.01 (n=1500; baseline %.3g; e=%.2g >= %.3g)' % (errors['value'], errors['baseline_value'],
+                                                                                       errors['e_value'], errors['e_threshold'])
 
 
 def test_without_fail_fast_the_bake_runs_to_its_end(double):
