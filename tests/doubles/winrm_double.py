@@ -43,7 +43,7 @@ ACTION_RECEIVE = SHELL + '/Receive'
 ACTION_SIGNAL = SHELL + '/Signal'
 
 HEADERS = {
-    '# immune.canary:iis_site_swap/1': 'run_site_swap',
+    '# immune.canary:iis_site_swap/2': 'run_site_swap',
     '# immune.canary:iis_package/1': 'run_package',
 }
 
@@ -211,8 +211,16 @@ class WinRMDouble:
         return ('WARNING: stray output before the result\r\n%s%s%s\r\n' % (begin, payload, end)).encode('utf-8'), b'', 0
 
 
-# Words of the input protocol itself that naturally appear in the script.
+# Words of the input protocol itself that naturally appear in the script,
+# and names from IIS's configuration schema (element and attribute names, the
+# text of booleans) that the script may name as well: none is a user's value.
 SAFE_WORDS = {
+    'app', 'sites', 'checks', 'certificates', 'tree', 'tag', 'attrs', 'children', 'copy_secret', 'secret_values', 'from', 'kind', 'steps', 'attributes',
+    'source', 'section', 'location', 'override_mode', 'set_section', 'remove_section', 'remove_location', 'pool', 'site', 'true', 'false',
+    'add', 'application', 'virtualDirectory', 'binding', 'bindingInformation', 'applicationPool', 'physicalPath', 'sslFlags',
+    'certificateHash', 'certificateStoreName', 'serverAutoStart', 'password', 'processModel', 'identityType', 'userName', 'idleTimeout',
+    'startMode', 'managedRuntimeVersion', 'managedPipelineMode', 'preloadEnabled', 'applicationDefaults', 'overrideMode', 'clear', 'remove',
+
     'query', 'apply', 'operation', 'actions', 'wait_timeout', 'name', 'op', 'bindings', 'protocol', 'https', 'http', 'port', 'host_header',
     'certificate_thumbprint', 'certificate_store', 'sni', 'physical_path', 'app_pool', 'preload_enabled', 'managed_runtime', 'pipeline_mode',
     'identity', 'start_mode', 'idle_timeout', 'path', 'state', 'url', 'checksum', 'dest', 'headers', 'validate_certs', 'timeout',

@@ -18,7 +18,7 @@ APP = 'app.example.com'
 OLD, NEW = APP + '-3456', APP + '-3457'
 PUBLIC = dict(port=443, host_header=APP, sni=True)
 SITE = dict(physical_path='D:\\sites\\' + NEW, bindings=[dict(PUBLIC, certificate_thumbprint='B2' * 20)])
-KEYS = {'changed', 'previous_active', 'active', 'sites', 'actions', 'elapsed'}
+KEYS = {'changed', 'previous_active', 'active', 'sites', 'actions', 'copied_from', 'site_diff', 'elapsed'}
 
 
 @pytest.fixture
@@ -61,8 +61,9 @@ def test_deploy_check_real_idempotent(double):
     assert real.result['changed'] is True
     assert real.result['previous_active'] == OLD
     assert real.result['active'] == NEW
-    assert real.result['actions'] == ['create app pool ' + NEW, 'create site ' + NEW, 'stop site ' + OLD, 'stop app pool ' + OLD,
-                                      'start app pool ' + NEW, 'start site ' + NEW, 'remove site ' + OLD, 'remove app pool ' + OLD]
+    assert real.result['actions'] == ['create app pool %s (copy of %s)' % (NEW, OLD), 'create site %s (copy of %s)' % (NEW, OLD),
+                                      'stop site ' + OLD, 'stop app pool ' + OLD, 'start app pool ' + NEW, 'start site ' + NEW,
+                                      'remove site ' + OLD, 'remove app pool ' + OLD]
     assert [s['name'] for s in real.result['sites']] == [NEW]
     assert host.running() == ['Default Web Site', NEW]
 

@@ -100,7 +100,7 @@ def test_the_syntax_check_itself_catches_broken_code(source):
 
 
 def test_every_script_starts_with_its_header_and_takes_one_argument():
-    assert _iis_scripts.SITE_SWAP.splitlines()[0] == '# immune.canary:iis_site_swap/1'
+    assert _iis_scripts.SITE_SWAP.splitlines()[0] == '# immune.canary:iis_site_swap/2'
     assert _iis_scripts.PACKAGE.splitlines()[0] == '# immune.canary:iis_package/1'
     for script in _iis_scripts.SCRIPTS.values():
         assert script.splitlines()[1] == 'param([string]$InputB64)'
