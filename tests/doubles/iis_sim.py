@@ -630,6 +630,74 @@ class SimHost:
             raise SimError('Unable to connect to the remote server: %s' % exc) from exc
 
 
+def add_production_site(host, name, physical_path, bindings, state='Started', identity='gmsa', user_name='CORP\\svc-app$', password=None,
+                        app_pool=None, api_pool=None):
+    """A site as operations teams run it: what IIS Manager and years of hand edits leave in applicationHost.config.
+
+    A pool running as a gMSA (or ``identity='SpecificUser'`` with ``password``) with recycling, rapid-fail and
+    environment variables; the site with an ``/api`` application and a ``/static`` virtual directory, limits and
+    logging; ``<location>`` tags with Windows authentication (anonymous off) and an authorization rule for the
+    site, anonymous access for ``/health`` (the load balancer's check), request limits and a response header.
+    """
+    pool_name = app_pool or name
+    identity_type = 'SpecificUser' if identity in ('gmsa', 'SpecificUser') else identity
+    pool = host.add_pool(pool_name, state='Started' if state == 'Started' else 'Stopped', start_mode='AlwaysRunning', idle_timeout=0,
+                         identity=identity_type, user_name=user_name if identity_type == 'SpecificUser' else None, password=password)
+    pool.set('autoStart', 'true')
+    recycling = ET.SubElement(pool, 'recycling', {'logEventOnRecycle': 'Time, Memory, PrivateMemory'})
+    restart = ET.SubElement(recycling, 'periodicRestart', {'time': '00:00:00'})
+    ET.SubElement(ET.SubElement(restart, 'schedule'), 'add', {'value': '03:30:00'})
+    ET.SubElement(pool, 'failure', {'rapidFailProtectionMaxCrashes': '10'})
+    env = ET.SubElement(pool, 'environmentVariables')
+    ET.SubElement(env, 'add', {'name': 'ASPNETCORE_ENVIRONMENT', 'value': 'Production'})
+    ET.SubElement(env, 'add', {'name': 'APP_SETTINGS_PATH', 'value': 'D:\\config\\app.json'})
+    site = host.add_site(name, bindings, physical_path=physical_path, app_pool=pool_name, state=state, preload_enabled=True)
+    ET.SubElement(site, 'limits', {'connectionTimeout': '00:01:30', 'maxUrlSegments': '64'})
+    ET.SubElement(site, 'logFile', {'logExtFileFlags': 'Date, Time, ClientIP, UserName, Method, UriStem, HttpStatus, TimeTaken, Host',
+                                    'directory': 'D:\\logs\\iis', 'period': 'Hourly'})
+    ET.SubElement(site, 'traceFailedRequestsLogging', {'enabled': 'true', 'maxLogFiles': '20'})
+    host.add_application(name, '/api', physical_path + '\\api', app_pool=api_pool or pool_name, preloadEnabled='true')
+    host.add_virtual_directory(name, '/static', physical_path + '\\static')
+    host.add_location(name, """
+      <system.webServer>
+        <security>
+          <authentication>
+            <anonymousAuthentication enabled="false" />
+            <windowsAuthentication enabled="true" authPersistNonNTLM="true">
+              <providers><clear /><add value="Negotiate" /><add value="NTLM" /></providers>
+            </windowsAuthentication>
+          </authentication>
+          <authorization>
+            <remove users="*" roles="" verbs="" />
+            <add accessType="Allow" roles="CORP\\app-users" />
+          </authorization>
+          <requestFiltering removeServerHeader="true">
+            <requestLimits maxAllowedContentLength="10485760" maxQueryString="4096" />
+          </requestFiltering>
+        </security>
+        <httpProtocol>
+          <customHeaders><add name="X-Frame-Options" value="DENY" /></customHeaders>
+        </httpProtocol>
+      </system.webServer>""", overrideMode='Allow')
+    host.add_location(name + '/health', """
+      <system.webServer>
+        <security>
+          <authentication>
+            <anonymousAuthentication enabled="true" />
+            <windowsAuthentication enabled="false" />
+          </authentication>
+          <authorization><add accessType="Allow" users="*" /></authorization>
+        </security>
+      </system.webServer>""")
+    host.add_location(name + '/api', """
+      <system.webServer>
+        <security>
+          <requestFiltering><requestLimits maxAllowedContentLength="104857600" /></requestFiltering>
+        </security>
+      </system.webServer>""")
+    return site
+
+
 def snapshot(host):
     """A JSON-able copy of a host's state (for assertions): the configuration document, run states, content."""
     return json.loads(json.dumps(dict(config=host.xml(), sites=host.site_state, pools=host.pool_state, content=copy.deepcopy(host.content))))

@@ -209,12 +209,24 @@ def test_hostile_names_travel_as_data_and_round_trip(double, host, suffix):
 
 def test_the_double_catches_a_value_spliced_into_the_script(double, host):
     client = _winrm.WinRMClient(client_params(double, double.running))
-    spliced = '# immune.canary:iis_site_swap/2\n# app.example.com-spliced\n'
+    spliced = "# immune.canary:iis_site_swap/2\n$site = 'app.example.com-spliced'\n"
     with pytest.raises(CanaryError) as err:
         client.run(spliced, {'operation': 'query', 'target': 'app.example.com-spliced'}, 'run a spliced script')
     assert err.value.message == ("Failed to run a spliced script: PowerShell error (exit code 1): input value(s) found in the script text: "
                                  "['app.example.com-spliced']")
     assert double.violations == [('# immune.canary:iis_site_swap/2', ['app.example.com-spliced'])]
+
+
+def test_the_double_catches_a_script_built_at_run_time(double, host):
+    from ansible_collections.immune.canary.plugins.module_utils import _iis_scripts
+    client = _winrm.WinRMClient(client_params(double, double.running))
+    built = _iis_scripts.SITE_SWAP.replace("$doc.operation -eq 'query'", "$doc.operation -eq 'q' + 'uery'")
+    with pytest.raises(CanaryError) as err:
+        client.run(built, {'operation': 'query', 'app': APP}, 'run a rebuilt script')
+    assert 'the script is not one of the constants of _iis_scripts' in err.value.message
+    # The constant itself passes, with a configuration tree whose values are checked and whose schema names are not.
+    assert client.run(_iis_scripts.SITE_SWAP, {'operation': 'query', 'app': APP, 'sites': [], 'checks': []}, 'query')['failed'] is False
+    assert len(double.violations) == 1
 
 
 def test_huge_input_goes_over_stdin_not_the_command_line(double, host):
