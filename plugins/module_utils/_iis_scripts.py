@@ -177,7 +177,9 @@ function Find-ConfigElement {
         }
         default { throw ('unknown locator kind ' + [string]$Locator.kind) }
     }
-    foreach ($step in @($Locator.steps | Where-Object -FilterScript { $null -ne $_ })) {
+    # foreach takes the steps one level deep: each step is the array (tag, key).
+    foreach ($step in $Locator.steps) {
+        if ($null -eq $step) { continue }
         if ($null -eq $element) { break }
         $key = ConvertTo-Hashtable -Object $step[1]
         if ($key.Count -eq 0) {
@@ -427,8 +429,9 @@ function Register-Certificates {
 function Invoke-ConfigAction {
     param($Action)
     $name = [string]$Action.name
-    if ($null -ne $Action.tree) { Resolve-Secrets -Tree $Action.tree }
+    # A fresh view of the configuration: the actions before this one may have changed it.
     Reset-IISServerManager -Confirm:$false
+    if ($null -ne $Action.tree) { Resolve-Secrets -Tree $Action.tree }
     Start-IISCommitDelay
     try {
         switch ([string]$Action.op) {
