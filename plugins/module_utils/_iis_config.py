@@ -286,8 +286,8 @@ def map_path(path, source_root, release_root, shared, where, source, option_hint
 def validate_section(option, value):
     if value not in SECTIONS:
         close = sorted(s for s in SECTIONS if s.lower() == str(value).lower() or s.rsplit('/', 1)[-1].lower() == str(value).rsplit('/', 1)[-1].lower())
-        hint = ('; did you mean %s?' % ' or '.join(close)) if close else ('; use the full section path, for example '
-                                                                           'system.webServer/security/authentication/windowsAuthentication')
+        example = 'system.webServer/security/authentication/windowsAuthentication'
+        hint = ('; did you mean %s?' % ' or '.join(close)) if close else '; use the full section path, for example ' + example
         raise CanaryError('Invalid %s %r: not a section of IIS\'s configuration a site can hold%s' % (option, value, hint))
     return value
 
@@ -624,8 +624,8 @@ def build_desired(app, active, site, inventory, copy_opt, overrides, next_id):
                 locations[target] = {'attrs': attrs, 'sections': sections}
         for item in config.get('unreadable') or []:
             if item['where'] == source or item['where'].lower().startswith(source.lower() + '/') or item['where'] in renamed:
-                warnings.append('%s of site %r could not be read on the host and is not copied: %s' % (item.get('what') or item['where'], source,
-                                                                                                         item['reason']))
+                what = item.get('what') or item['where']
+                warnings.append('%s of site %r could not be read on the host and is not copied: %s' % (what, source, item['reason']))
         apply_site_overrides(tree, site)
     apply_section_overrides(locations, active, overrides)
     return {'source': source, 'site': tree, 'pools': pools, 'locations': locations, 'warnings': warnings, 'stated_bindings': site.get('bindings') or [],

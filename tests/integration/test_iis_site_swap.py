@@ -223,9 +223,8 @@ def test_identity_override_with_a_password_is_never_shown(production):
         assert OVERRIDE_SECRET not in done.stdout + done.stderr
         assert POOL_SECRET not in done.stdout + done.stderr
 
-    bad = run(production, app=APP, active=NEW, site=dict(physical_path='D:\\sites\\' + NEW, app_pool=dict(identity='gmsa',
-                                                                                                      username='CORP\\svc-new$',
-                                                                                                      password=OVERRIDE_SECRET)))
+    gmsa = dict(identity='gmsa', username='CORP\\svc-new$', password=OVERRIDE_SECRET)
+    bad = run(production, app=APP, active=NEW, site=dict(physical_path='D:\\sites\\' + NEW, app_pool=gmsa))
     assert bad.failed and bad.result['msg'] == ('Invalid site.app_pool.password: a group Managed Service Account has no password (Windows '
                                                 'gets it from Active Directory); leave it empty')
     assert OVERRIDE_SECRET not in bad.stdout + bad.stderr

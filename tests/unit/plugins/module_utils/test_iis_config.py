@@ -130,9 +130,9 @@ def test_the_wire_form_keeps_instructions_and_drops_fingerprints():
     t = tree('add', {'name': 'p'}, tree('processModel', {}, secret={'password': 'fp'}, expect={'password': 'fp'},
                                         copy_secret={'from': {'kind': 'pool', 'name': 'old', 'steps': []}, 'attributes': ['password']}))
     wire = cfg.strip_secrets(t)
+    instruction = {'from': {'kind': 'pool', 'name': 'old', 'steps': []}, 'attributes': ['password']}
     assert wire == {'tag': 'add', 'attrs': {'name': 'p'}, 'children': [
-        {'tag': 'processModel', 'attrs': {}, 'children': [], 'copy_secret': {'from': {'kind': 'pool', 'name': 'old', 'steps': []},
-                                                                              'attributes': ['password']}}]}
+        {'tag': 'processModel', 'attrs': {}, 'children': [], 'copy_secret': instruction}]}
 
 
 def test_item_keys_and_steps_name_each_element_as_the_host_finds_it():
@@ -160,8 +160,8 @@ def test_the_diff_names_only_the_sections_that_differ_and_hides_secrets():
                     {'section': 'site', 'before': {'name': 'a-1', 'id': '1'}, 'after': {'name': 'a-2', 'id': '2'}}]
     text = cfg.render(after)
     assert '[app pool/processModel]\n  password = (encrypted)\n  userName = CORP\\svc\n' in text
-    changed = cfg.sections_of(None, [('a-2', tree('add', {'name': 'a-1'}, tree('processModel', {'userName': 'CORP\\svc'},
-                                                                                secret_values={'password': SECRET})))], {}, 'a-2')
+    model = tree('processModel', {'userName': 'CORP\\svc'}, secret_values={'password': SECRET})
+    changed = cfg.sections_of(None, [('a-2', tree('add', {'name': 'a-1'}, model))], {}, 'a-2')
     diff = cfg.section_diff(before, changed)
     assert {'section': 'app pool/processModel', 'before': {'password': '(encrypted)', 'userName': 'CORP\\svc'},
             'after': {'password': '(encrypted, set by this task)', 'userName': 'CORP\\svc'}} in diff
