@@ -8,9 +8,11 @@ by its header line and run against an :class:`iis_sim.SimHost` - the
 simulated semantics live there, not here.
 
 Before running a script the double asserts that no string value of the
-input document appears in the script text (values travel as data only);
-a violation is answered with a PowerShell error and recorded in
-``violations``.
+input document appears in the script's code (values travel as data only;
+the element and attribute names of an IIS configuration tree are schema
+words, not values) and that the script is one of the constants of
+``_iis_scripts`` byte for byte; a violation is answered with a PowerShell
+error and recorded in ``violations``.
 
 Many hosts in one process: each host may get its own listener (for
 example 127.0.10.x in the lab), and one shared listener routes by the
@@ -43,7 +45,7 @@ ACTION_RECEIVE = SHELL + '/Receive'
 ACTION_SIGNAL = SHELL + '/Signal'
 
 HEADERS = {
-    '# immune.canary:iis_site_swap/1': 'run_site_swap',
+    '# immune.canary:iis_site_swap/2': 'run_site_swap',
     '# immune.canary:iis_package/1': 'run_package',
 }
 
@@ -61,16 +63,36 @@ def _clixml_error(text):
 
 
 def string_values(value):
-    """Every string (keys included) in a JSON document."""
+    """Every string (keys included) in a JSON document, except the names of IIS's
+    configuration schema in a configuration tree (its element tags and attribute
+    names): every value of a tree is still checked."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
+        tree = 'tag' in value and isinstance(value.get('attrs'), dict)
         for k, v in value.items():
+            if tree and k == 'tag':
+                continue
             yield k
+            if tree and k == 'attrs':
+                for inner in v.values():
+                    yield from string_values(inner)
+                continue
             yield from string_values(v)
     elif isinstance(value, list):
         for v in value:
             yield from string_values(v)
+
+
+def code_of(script):
+    """The script without its full-line comments (a comment runs nothing; a value
+    spliced into one with a line break would put its next line in the code)."""
+    return '\n'.join(line for line in script.split('\n') if not line.lstrip().startswith('#'))
+
+
+def constant_scripts():
+    from ansible_collections.immune.canary.plugins.module_utils import _iis_scripts
+    return set(_iis_scripts.SCRIPTS.values())
 
 
 class WinRMDouble:
@@ -82,6 +104,7 @@ class WinRMDouble:
         self.password = password
         self.bootstrap = bootstrap or _winrm.BOOTSTRAP
         self.result_markers = (_winrm.RESULT_BEGIN, _winrm.RESULT_END)
+        self.constant_scripts = constant_scripts()
         self.hosts = {}
         self.shells = {}
         self.violations = []
@@ -196,11 +219,14 @@ class WinRMDouble:
         doc = json.loads(base64.b64decode(lines[1]).decode('utf-8'))
         first = script.split('\n', 1)[0].strip()
         host.scripts.append((first, script, doc))
-        leaked = sorted({v for v in string_values(doc) if len(v) >= 3 and v in script and v not in SAFE_WORDS})
+        code = code_of(script)
+        leaked = sorted({v for v in string_values(doc) if len(v) >= 3 and v in code and v not in SAFE_WORDS})
+        runner = HEADERS.get(first)
+        if not leaked and runner is not None and script not in self.constant_scripts:
+            leaked = ['(the script is not one of the constants of _iis_scripts)']
         if leaked:
             self.violations.append((first, leaked))
             return b'', _clixml_error('input value(s) found in the script text: %r' % leaked), 1
-        runner = HEADERS.get(first)
         if runner is None:
             return b'', _clixml_error('unknown script %r' % first), 1
         if host.fault == 'garbage':
@@ -211,8 +237,15 @@ class WinRMDouble:
         return ('WARNING: stray output before the result\r\n%s%s%s\r\n' % (begin, payload, end)).encode('utf-8'), b'', 0
 
 
-# Words of the input protocol itself that naturally appear in the script.
+# Words of the input protocol itself that naturally appear in the script,
+# and names from IIS's configuration schema (element and attribute names, the
+# text of booleans) that the script may name as well: none is a user's value.
 SAFE_WORDS = {
+    'app', 'sites', 'checks', 'certificates', 'tree', 'tag', 'attrs', 'children', 'copy_secret', 'secret_values', 'from', 'kind', 'steps',
+    'attributes', 'source', 'section', 'location', 'override_mode', 'set_section', 'remove_section', 'remove_location', 'pool', 'site', 'true', 'false',
+    'add', 'application', 'virtualDirectory', 'binding', 'bindingInformation', 'applicationPool', 'physicalPath', 'sslFlags',
+    'certificateHash', 'certificateStoreName', 'serverAutoStart', 'password', 'processModel', 'identityType', 'userName', 'idleTimeout',
+    'startMode', 'managedRuntimeVersion', 'managedPipelineMode', 'preloadEnabled', 'applicationDefaults', 'overrideMode', 'clear', 'remove',
     'query', 'apply', 'operation', 'actions', 'wait_timeout', 'name', 'op', 'bindings', 'protocol', 'https', 'http', 'port', 'host_header',
     'certificate_thumbprint', 'certificate_store', 'sni', 'physical_path', 'app_pool', 'preload_enabled', 'managed_runtime', 'pipeline_mode',
     'identity', 'start_mode', 'idle_timeout', 'path', 'state', 'url', 'checksum', 'dest', 'headers', 'validate_certs', 'timeout',

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from doubles.iis_sim import snapshot
+from doubles.iis_sim import add_production_site, snapshot
 from doubles.winrm_double import WinRMDouble
 from support import servers
 from support.ansible_runner import BIN, ansible_env, run_module
@@ -18,7 +18,7 @@ APP = 'app.example.com'
 OLD, NEW = APP + '-3456', APP + '-3457'
 PUBLIC = dict(port=443, host_header=APP, sni=True)
 SITE = dict(physical_path='D:\\sites\\' + NEW, bindings=[dict(PUBLIC, certificate_thumbprint='B2' * 20)])
-KEYS = {'changed', 'previous_active', 'active', 'sites', 'actions', 'elapsed'}
+KEYS = {'changed', 'previous_active', 'active', 'sites', 'actions', 'copied_from', 'site_diff', 'elapsed'}
 
 
 @pytest.fixture
@@ -36,8 +36,8 @@ def connection(double):
                 winrm_user=double.user, winrm_password=double.password)
 
 
-def run(double, check=False, diff=False, **args):
-    result = run_module('iis_site_swap', dict(connection(double), **args), check=check, diff=diff)
+def run(double, check=False, diff=False, verbosity=0, **args):
+    result = run_module('iis_site_swap', dict(connection(double), **args), check=check, diff=diff, verbosity=verbosity)
     assert double.password not in result.stdout + result.stderr
     return result
 
@@ -61,8 +61,9 @@ def test_deploy_check_real_idempotent(double):
     assert real.result['changed'] is True
     assert real.result['previous_active'] == OLD
     assert real.result['active'] == NEW
-    assert real.result['actions'] == ['create app pool ' + NEW, 'create site ' + NEW, 'stop site ' + OLD, 'stop app pool ' + OLD,
-                                      'start app pool ' + NEW, 'start site ' + NEW, 'remove site ' + OLD, 'remove app pool ' + OLD]
+    assert real.result['actions'] == ['create app pool %s (copy of %s)' % (NEW, OLD), 'create site %s (copy of %s)' % (NEW, OLD),
+                                      'stop site ' + OLD, 'stop app pool ' + OLD, 'start app pool ' + NEW, 'start site ' + NEW,
+                                      'remove site ' + OLD, 'remove app pool ' + OLD]
     assert [s['name'] for s in real.result['sites']] == [NEW]
     assert host.running() == ['Default Web Site', NEW]
 
@@ -154,3 +155,89 @@ def test_deploy_with_package_is_one_task_and_keeps_the_token_out(double, artifac
     bad = run(double, **{**args, 'package': dict(package, headers={'Authorization': 'Bearer wrong-T0ken'})})
     assert bad.failed is False and bad.result['changed'] is False  # the release is in place: nothing is downloaded
     assert 'wrong-T0ken' not in bad.stdout + bad.stderr
+
+
+# -- the new site is a copy of the running one -----------------------------------
+
+POOL_SECRET = 'Pool-PW-MARK-51c9e2'
+OVERRIDE_SECRET = 'Override-PW-MARK-0d7f3a'
+
+
+@pytest.fixture
+def production():
+    """A host whose running site looks like production's: /api, /static, Windows authentication in a <location>,
+    request limits, and a pool running as a domain account whose password IIS keeps encrypted."""
+    with WinRMDouble() as d:
+        host = d.add_host('web1')
+        add_production_site(host, OLD, 'D:\\sites\\' + OLD, [dict(PUBLIC, certificate_thumbprint='B2' * 20)], identity='SpecificUser',
+                            user_name='CORP\\svc-app', password=POOL_SECRET)
+        host.add_location(OLD + '/legacy', '<system.webServer><myVendorModule enabled="true" /></system.webServer>')
+        d.running = d.listen('web1')
+        yield d
+
+
+def test_copy_check_real_idempotent_shows_the_diff_and_never_the_password(production):
+    host = production.hosts['web1']
+    args = dict(app=APP, active=NEW, prune=True, keep=[OLD], site=dict(physical_path='D:\\sites\\' + NEW, app_pool=dict(idle_timeout=5)))
+    before = snapshot(host)
+
+    check = run(production, check=True, diff=True, verbosity=3, **args)
+    assert not check.failed, check.result
+    assert check.result['changed'] is True and check.result['copied_from'] == OLD
+    assert snapshot(host) == before
+    # --diff: which site runs, then the running site's configuration against the new one's, section by section.
+    assert '--- before: site %s (running)' % OLD in check.stdout and '+++ after: site %s' % NEW in check.stdout
+    assert '-  idleTimeout = 00:00:00' in check.stdout and '+  idleTimeout = 00:05:00' in check.stdout
+    assert '+  physicalPath = D:\\sites\\%s\\api' % NEW in check.stdout
+    # The <location> sections are copied as they are: none of them is a changed line.
+    assert not [line for line in check.stdout.splitlines() if line.startswith(('-[location', '+[location'))]
+    # The section the host cannot read is named in a warning.
+    assert 'section system.webServer/myVendorModule of <location path="%s/legacy">' % OLD in check.stdout + check.stderr
+    sections = {d['section'] for d in check.result['site_diff']}
+    assert 'app pool/processModel' in sections and 'site/application[/api]/virtualDirectory[/]' in sections
+
+    real = run(production, diff=True, **args)
+    assert real.result['changed'] is True and host.running() == [NEW]
+    assert host.decrypt(host.pool_element(NEW).find('processModel').get('password')) == POOL_SECRET
+    assert host.location_elements(NEW)[0].find('system.webServer/security/authentication/windowsAuthentication').get('enabled') == 'true'
+
+    again_check = run(production, check=True, **args)
+    assert again_check.result['changed'] is False
+    again = run(production, **args)
+    assert (again.result['changed'], again.result['actions'], again.result['site_diff']) == (False, [], [])
+    for done in (check, real, again_check, again):
+        assert POOL_SECRET not in done.stdout + done.stderr
+
+
+def test_identity_override_with_a_password_is_never_shown(production):
+    host = production.hosts['web1']
+    args = dict(app=APP, active=NEW, site=dict(physical_path='D:\\sites\\' + NEW,
+                                               app_pool=dict(identity='specific_user', username='CORP\\svc-new', password=OVERRIDE_SECRET)))
+    first = run(production, diff=True, verbosity=3, **args)
+    assert not first.failed, first.result
+    assert host.pool_element(NEW).find('processModel').get('userName') == 'CORP\\svc-new'
+    assert host.decrypt(host.pool_element(NEW).find('processModel').get('password')) == OVERRIDE_SECRET
+    second = run(production, check=True, diff=True, verbosity=3, **args)
+    assert second.result['changed'] is False
+    for done in (first, second):
+        assert OVERRIDE_SECRET not in done.stdout + done.stderr
+        assert POOL_SECRET not in done.stdout + done.stderr
+
+    gmsa = dict(identity='gmsa', username='CORP\\svc-new$', password=OVERRIDE_SECRET)
+    bad = run(production, app=APP, active=NEW, site=dict(physical_path='D:\\sites\\' + NEW, app_pool=gmsa))
+    assert bad.failed and bad.result['msg'] == ('Invalid site.app_pool.password: a group Managed Service Account has no password (Windows '
+                                                'gets it from Active Directory); leave it empty')
+    assert OVERRIDE_SECRET not in bad.stdout + bad.stderr
+
+
+def test_a_copy_that_would_leave_the_release_folder_is_refused(production):
+    host = production.hosts['web1']
+    host.add_virtual_directory(OLD, '/uploads', 'E:\\uploads')
+    before = snapshot(host)
+    refused = run(production, app=APP, active=NEW, site=dict(physical_path='D:\\sites\\' + NEW))
+    assert refused.failed
+    assert refused.result['msg'].startswith("Failed to copy site 'app.example.com-3456': the physical path of virtual directory /uploads of "
+                                            "application / is E:\\uploads, outside the site's folder")
+    assert snapshot(host) == before
+    shared = run(production, app=APP, active=NEW, site=dict(physical_path='D:\\sites\\' + NEW), copy=dict(shared_paths=['E:\\uploads']))
+    assert shared.result['changed'] is True

@@ -8,9 +8,12 @@ Composes the wire-level doubles the module tests use:
 - ALB data plane: :class:`lab.dataplane.DataPlane`, routing to targets that
   are registered, not draining and healthy *now*;
 - Windows hosts: ``doubles.winrm_double.WinRMDouble``, one listener per host
-  on its own loopback address (127.0.10.x), simulated IIS behind it; when a
-  site starts, a real HTTPS listener (:class:`lab.app_site.AppSite`) binds
-  the host's address:443 and serves the app from the site's package;
+  on its own loopback address (127.0.10.x), simulated IIS behind it with an
+  ``applicationHost.config`` like production's (``add_production_site``: a
+  gMSA pool, ``/api``, ``/static``, Windows authentication in a
+  ``<location>``, request limits; a stopped ``Default Web Site`` beside it);
+  when a site starts, a real HTTPS listener (:class:`lab.app_site.AppSite`)
+  binds the host's address:443 and serves the app from the site's package;
 - Elasticsearch: ``doubles.es_double.EsDouble``; every app request is
   indexed as an IIS log document;
 - artifacts: :class:`lab.artifacts.ArtifactServer` serves built packages.
@@ -34,6 +37,7 @@ from moto.elbv2 import models as elbv2_models
 from moto.elbv2.exceptions import ELBClientError
 
 from doubles.es_double import EsDouble
+from doubles.iis_sim import add_production_site
 from doubles.moto_alb import MotoALB
 from doubles.winrm_double import WinRMDouble
 from lab import packages
@@ -51,6 +55,7 @@ LOG_INDEX_PREFIX = 'iis-logs-'
 WINRM_PORT = 5986
 SITE_PORT = 443
 LAB_PASSWORD = 'lab-Winrm-Pa55'  # a lab-only credential for the WinRM double
+LAB_POOL_ACCOUNT = 'LAB\\svc-app$'  # the group Managed Service Account the app's pools run as
 
 
 def loopback_network(network):
@@ -277,10 +282,15 @@ class Lab:
             path = 'D:\\sites\\%s' % site_name
             with sim.lock:
                 sim.content[path] = dict(files=['manifest.json'], marker=dict(checksum=build['checksum'], size=build['size']))
-                sim.add_pool(site_name, state='Started', start_mode='AlwaysRunning', idle_timeout=0)
-                site = sim.add_site(site_name, [dict(protocol='https', ip='*', port=SITE_PORT, host_header='')],
-                                    physical_path=path, app_pool=site_name, state='Stopped', preload_enabled=True)
-                sim.apply({'op': 'start_site', 'name': site['name']})
+                # The site as operations teams run it (see add_production_site): every deploy copies it.
+                add_production_site(sim, site_name, path, [dict(protocol='https', ip='*', port=SITE_PORT, host_header='')], state='Stopped',
+                                    identity='gmsa', user_name=LAB_POOL_ACCOUNT)
+                # A neighbour that is not the app's: its site, pool and <location> must outlive every prune.
+                sim.add_site('Default Web Site', [dict(protocol='http', ip='*', port=80, host_header='')], physical_path='C:\\inetpub\\wwwroot',
+                             app_pool='DefaultAppPool', state='Stopped')
+                sim.add_location('Default Web Site', '<system.webServer><directoryBrowse enabled="false" /></system.webServer>')
+                sim.apply({'op': 'start_pool', 'name': site_name})
+                sim.apply({'op': 'start_site', 'name': site_name})
             self._warm(host['address'])
         elbv2 = self.alb.client('elbv2')
         elbv2.register_targets(TargetGroupArn=self.group_arn, Targets=[{'Id': h['instance_id']} for h in self.hosts.values()])

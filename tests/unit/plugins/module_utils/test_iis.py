@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.immune.canary.plugins.module_utils import _iis, _winrm
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
+from doubles.iis_sim import SimHost
 
 APP = 'app.example.com'
 SHA = 'sha256:' + 'ab' * 32
@@ -27,7 +28,6 @@ def site(path='D:\\sites\\app.example.com-2', bindings=None, **kw):
     (dict(app=APP, state='stopped', site=site()), 'Invalid site: it describes the site named by active, which is not set'),
     (dict(app=APP, active=APP + '-a|b', site=site()), 'IIS cannot create a site or app pool whose name contains |'),
     (dict(app=APP, active=APP + '-2', site=site(path='sites\\x')), "Invalid site.physical_path 'sites\\\\x': use an absolute Windows path"),
-    (dict(app=APP, active=APP + '-2', site=site(bindings=[])), 'Invalid site.bindings []: give at least one binding'),
     (dict(app=APP, active=APP + '-2', site=site(bindings=[dict(port=70000)])), 'Invalid site.bindings[0].port 70000'),
     (dict(app=APP, active=APP + '-2', site=site(bindings=[dict(ip='10.0.0')])), "Invalid site.bindings[0].ip '10.0.0'"),
     (dict(app=APP, active=APP + '-2', site=site(bindings=[dict(host_header='a b')])), "Invalid site.bindings[0].host_header 'a b'"),
@@ -52,20 +52,26 @@ def test_binding_defaults_follow_the_protocol():
         dict(protocol='http', ip='*', port=80, host_header=APP, certificate_thumbprint='', certificate_store='', sni=False),
         dict(protocol='https', ip='*', port=443, host_header='', certificate_thumbprint='AB' * 20, certificate_store='My', sni=False),
     ]
-    assert norm['app_pool'] == dict(name=APP + '-2', managed_runtime='v4.0', pipeline_mode='Integrated', identity='ApplicationPoolIdentity',
-                                    start_mode='AlwaysRunning', idle_timeout=0)
+    # Nothing stated about the pool: the copy (or, with nothing to copy, the defaults) decides.
+    assert norm['app_pool'] == dict(name=None, managed_runtime=None, pipeline_mode=None, identity=None, username=None, password=None,
+                                    start_mode=None, idle_timeout=None)
+    assert norm['preload_enabled'] is None and norm['sections'] == []
 
 
 def inv_site(name, state='Started', port=443, host=APP, pool=None, path=None):
-    return dict(name=name, id=1, state=state, app_pool=pool or name, app_pool_state=state, physical_path=path or 'D:\\sites\\' + name,
-                preload_enabled=True, auto_start=state == 'Started',
-                bindings=[dict(protocol='https', ip='*', port=port, host_header=host, certificate_thumbprint='', certificate_store='', sni=False)])
+    return dict(name=name, state=state, port=port, host=host, pool=pool or name, path=path or 'D:\\sites\\' + name)
 
 
 def inv(*sites):
-    pools = [dict(name=s['app_pool'], state=s['state'], managed_runtime='v4.0', pipeline_mode='Integrated', identity='ApplicationPoolIdentity',
-                  start_mode='AlwaysRunning', idle_timeout=0) for s in sites]
-    return dict(sites=list(sites), pools=pools)
+    """What the host reports (inventory and configuration) for these sites, read from a simulated host."""
+    host = SimHost('unit')
+    for s in sites:
+        if host.pool_element(s['pool']) is None:
+            host.add_pool(s['pool'], state=s['state'], start_mode='AlwaysRunning', idle_timeout=0)
+        host.add_site(s['name'], [dict(port=s['port'], host_header=s['host'])], physical_path=s['path'], app_pool=s['pool'], state=s['state'],
+                      preload_enabled=True)
+    found = host.run_site_swap({'operation': 'query', 'app': APP})
+    return dict(found['inventory'], config=found['config'])
 
 
 OLD, NEW, OLDER = APP + '-1', APP + '-2', APP + '-0'
@@ -80,7 +86,7 @@ OLD, NEW, OLDER = APP + '-1', APP + '-2', APP + '-0'
     (dict(app=APP, active=NEW, site=site(bindings=[dict(host_header=APP)])), inv(inv_site(OLD)),
      ['create_pool ' + NEW, 'create_site ' + NEW, 'stop_site ' + OLD, 'stop_pool ' + OLD, 'start_pool ' + NEW, 'start_site ' + NEW]),
     (dict(app=APP, active=NEW, site=site(path='D:\\x\\' + NEW, bindings=[dict(host_header=APP)])), inv(inv_site(NEW)), ['set_site ' + NEW]),
-    (dict(app=APP, active=NEW, site=site(bindings=[dict(host_header='b.example.com')])), inv(inv_site(NEW)), ['set_bindings ' + NEW]),
+    (dict(app=APP, active=NEW, site=site(bindings=[dict(host_header='b.example.com')])), inv(inv_site(NEW)), ['set_site ' + NEW]),
     (dict(app=APP, active=NEW, prune=True, keep=[OLD]), inv(inv_site(OLDER, 'Stopped'), inv_site(OLD, 'Stopped'), inv_site(NEW)),
      ['remove_site ' + OLDER, 'remove_pool ' + OLDER]),
     (dict(app=APP, active=NEW, prune=True, prune_content=True), inv(inv_site(OLD, 'Stopped'), inv_site(NEW)),

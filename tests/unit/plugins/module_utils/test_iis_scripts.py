@@ -21,6 +21,9 @@ COMMON = {p.lower() for p in TABLE['common']}
 PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_pwsh.language()))
 
 SCRIPTS = dict(_iis_scripts.SCRIPTS, bootstrap=_winrm.BOOTSTRAP)
+# The PowerShell a user runs from extras/ (the staging check) is held to the same rules.
+EXTRAS = sorted((Path(__file__).resolve().parents[4] / 'extras').rglob('*.ps1'))
+SCRIPTS.update({'extras/' + str(p.relative_to(p.parents[1])): p.read_text(encoding='utf-8') for p in EXTRAS})
 
 
 def walk(node):
@@ -100,10 +103,14 @@ def test_the_syntax_check_itself_catches_broken_code(source):
 
 
 def test_every_script_starts_with_its_header_and_takes_one_argument():
-    assert _iis_scripts.SITE_SWAP.splitlines()[0] == '# immune.canary:iis_site_swap/1'
+    assert _iis_scripts.SITE_SWAP.splitlines()[0] == '# immune.canary:iis_site_swap/2'
     assert _iis_scripts.PACKAGE.splitlines()[0] == '# immune.canary:iis_package/1'
     for script in _iis_scripts.SCRIPTS.values():
         assert script.splitlines()[1] == 'param([string]$InputB64)'
+
+
+def test_the_staging_check_is_among_the_checked_scripts():
+    assert 'extras/iis/Compare-IISSite.ps1' in SCRIPTS
 
 
 def test_bootstrap_fits_a_command_line():

@@ -64,13 +64,20 @@ def test_deploy_flow_stop_start_new_then_prune(double, host):
     assert started['changed'] is True
     assert started['previous_active'] is None
     assert started['active'] == NEW
-    assert started['actions'] == ['create app pool ' + NEW, 'create site ' + NEW, 'start app pool ' + NEW, 'start site ' + NEW]
+    # Nothing runs: the newest site of the app is the one copied, and a warning says so.
+    assert started['copied_from'] == OLD
+    assert started['warnings'] == ["no site of app 'app.example.com' runs, so the new site 'app.example.com-3457' copies the newest one, "
+                                   "'app.example.com-3456'"]
+    assert started['actions'] == ['create app pool %s (copy of %s)' % (NEW, OLD), 'create site %s (copy of %s)' % (NEW, OLD),
+                                  'start app pool ' + NEW, 'start site ' + NEW]
     new = host.sites[NEW]
-    assert (new['state'], new['physical_path'], new['preload_enabled']) == ('Started', 'D:\\sites\\' + NEW, True)
+    assert (new['state'], new['physical_path'], new['preload_enabled']) == ('Started', 'D:\\sites\\' + NEW, False)
     assert new['bindings'] == [dict(protocol='https', ip='*', port=443, host_header=APP, certificate_thumbprint='A1' * 20, certificate_store='My',
                                     sni=True)]
-    assert host.pools[NEW] == dict(name=NEW, state='Started', managed_runtime='v4.0', pipeline_mode='Integrated', identity='ApplicationPoolIdentity',
-                                   start_mode='AlwaysRunning', idle_timeout=0)
+    # The pool is a copy of the old one (add_pool's defaults: OnDemand, 20 minutes); the preload the site option
+    # leaves unstated comes from the copy too, and the stated bindings replace the copied ones.
+    assert host.pools[NEW] == dict(host.pools[OLD], name=NEW, state='Started')
+    assert host.pools[OLD]['start_mode'] == 'OnDemand'
     assert [s['name'] for s in started['sites']] == [OLD, NEW]
 
     pruned = svc.run(dict(app=APP, active=NEW, prune=True))
@@ -110,9 +117,11 @@ def test_check_mode_plans_without_changing(double, host):
     before = snapshot(host)
     planned = swap(double).run(dict(app=APP, active=NEW, site=NEW_SITE, prune=True), check_mode=True)
     assert planned['changed'] is True
-    assert planned['actions'] == ['create app pool ' + NEW, 'create site ' + NEW, 'stop site ' + OLD, 'stop app pool ' + OLD,
-                                  'start app pool ' + NEW, 'start site ' + NEW, 'remove site ' + OLD, 'remove app pool ' + OLD]
-    assert planned['diff'] == {'before': {'running': [OLD]}, 'after': {'running': [NEW]}}
+    assert planned['actions'] == ['create app pool %s (copy of %s)' % (NEW, OLD), 'create site %s (copy of %s)' % (NEW, OLD),
+                                  'stop site ' + OLD, 'stop app pool ' + OLD, 'start app pool ' + NEW, 'start site ' + NEW, 'remove site ' + OLD,
+                                  'remove app pool ' + OLD]
+    assert planned['diff'][0] == {'before': {'running': [OLD]}, 'after': {'running': [NEW]}}
+    assert (planned['diff'][1]['before_header'], planned['diff'][1]['after_header']) == ('site %s (running)' % OLD, 'site ' + NEW)
     assert planned['active'] == NEW
     assert operations(host) == ['query']
     assert snapshot(host) == before
@@ -138,7 +147,7 @@ def test_binding_held_by_a_foreign_site_fails_naming_it_and_touches_nothing(doub
 def test_binding_taken_while_applying_is_reported_with_the_holder(double, host):
     # Another actor starts a foreign site between the query and the start.
     host.add_site('legacy.example.com', [dict(port=443, host_header=APP)], state='Stopped')
-    host.on_site_stop.append(lambda h, s: h.sites['legacy.example.com'].update(state='Started'))
+    host.on_site_stop.append(lambda h, s: h.set_state('site', 'legacy.example.com', 'Started'))
     with pytest.raises(CanaryError) as err:
         swap(double).run(dict(app=APP, active=NEW, site=NEW_SITE))
     assert err.value.message == ("Failed to start site 'app.example.com-3457' on web1: a binding is held by site 'legacy.example.com' "
@@ -200,12 +209,24 @@ def test_hostile_names_travel_as_data_and_round_trip(double, host, suffix):
 
 def test_the_double_catches_a_value_spliced_into_the_script(double, host):
     client = _winrm.WinRMClient(client_params(double, double.running))
-    spliced = '# immune.canary:iis_site_swap/1\n# app.example.com-spliced\n'
+    spliced = "# immune.canary:iis_site_swap/2\n$site = 'app.example.com-spliced'\n"
     with pytest.raises(CanaryError) as err:
         client.run(spliced, {'operation': 'query', 'target': 'app.example.com-spliced'}, 'run a spliced script')
     assert err.value.message == ("Failed to run a spliced script: PowerShell error (exit code 1): input value(s) found in the script text: "
                                  "['app.example.com-spliced']")
-    assert double.violations == [('# immune.canary:iis_site_swap/1', ['app.example.com-spliced'])]
+    assert double.violations == [('# immune.canary:iis_site_swap/2', ['app.example.com-spliced'])]
+
+
+def test_the_double_catches_a_script_built_at_run_time(double, host):
+    from ansible_collections.immune.canary.plugins.module_utils import _iis_scripts
+    client = _winrm.WinRMClient(client_params(double, double.running))
+    built = _iis_scripts.SITE_SWAP.replace("$doc.operation -eq 'query'", "$doc.operation -eq 'q' + 'uery'")
+    with pytest.raises(CanaryError) as err:
+        client.run(built, {'operation': 'query', 'app': APP}, 'run a rebuilt script')
+    assert 'the script is not one of the constants of _iis_scripts' in err.value.message
+    # The constant itself passes, with a configuration tree whose values are checked and whose schema names are not.
+    assert client.run(_iis_scripts.SITE_SWAP, {'operation': 'query', 'app': APP, 'sites': [], 'checks': []}, 'query')['failed'] is False
+    assert len(double.violations) == 1
 
 
 def test_huge_input_goes_over_stdin_not_the_command_line(double, host):
@@ -396,7 +417,9 @@ def test_deploy_stops_installs_and_starts_in_one_call(double, host, artifacts):
     assert events == [('stop', OLD, []), ('start', NEW, [DEST])]
     assert done['actions'] == ['stop site ' + OLD, 'stop app pool ' + OLD, 'remove site ' + APP + '-3455',
                                'remove app pool ' + APP + '-3455', 'install package ' + DEST,
-                               'create app pool ' + NEW, 'create site ' + NEW, 'start app pool ' + NEW, 'start site ' + NEW]
+                               'create app pool %s (copy of %s)' % (NEW, OLD), 'create site %s (copy of %s)' % (NEW, OLD),
+                               'start app pool ' + NEW, 'start site ' + NEW]
+    assert done['copied_from'] == OLD
     assert done['package'] == dict(changed=True, dest=DEST, checksum=RELEASE_SHA, size=len(RELEASE))
     assert set(done['timings']) == {'stop', 'package', 'start'} and all(t >= 0 for t in done['timings'].values())
     assert sorted(host.sites) == ['Default Web Site', OLD, NEW]
