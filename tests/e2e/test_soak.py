@@ -36,9 +36,10 @@ from support.invariants import check_capacity, check_fleet, run_events
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = Path(os.environ.get('SOAK_OUTPUT') or ROOT / 'tests' / 'output' / 'soak')
 # 30 % errors: a canary gets about 45 customer requests in the 6 s bake, too
-# few for the gate to be sure of 20 % at its 0.98 confidence every time (it
-# let about one such host in ten pass: a limit of the lab's traffic, which
-# bench/bench_release.py measures at realistic traffic).
+# few for the gate to be sure of 20 % within its share of the rollout's
+# false-abort budget every time: a limit of the lab's traffic, which
+# bench/bench_release.py and bench/bench_gate_stats.py measure at realistic
+# traffic.
 BAD_BUILDS = ({'error_rate': 0.3}, {'latency_ms': 3 * WARMUP_THRESHOLD_MS})
 
 
