@@ -58,6 +58,12 @@ def test_serial_one_then_half_on_four_hosts(tmp_path):
     ({'rollout_version': 'a/b'}, 'Invalid rollout_version'),
     ({'rollout_public_url': 'app.example.com/health'}, 'Invalid rollout_public_url'),
     ({'rollout_warmup_statistic': 'p99'}, 'rollout_warmup_statistic'),
+    ({'rollout_false_abort_rate': 0}, 'Invalid rollout_false_abort_rate'),
+    # What only the module can judge, in preflight (the deploy step in check mode), before any host is drained.
+    ({'rollout_app_pool_identity': 'gmsa', 'rollout_app_pool_username': 'LAB\\svc-app'},
+     "a group Managed Service Account is DOMAIN\\\\name$"),
+    ({'rollout_site_sections': [{'section': 'system.webServer/windowsAuthentication', 'attributes': {'enabled': True}}]},
+     "not a section of IIS's configuration"),
 ])
 def test_bad_input_is_refused_before_any_host_is_touched(lab2, tmp_path, bad, message):
     lab = lab2
@@ -65,8 +71,10 @@ def test_bad_input_is_refused_before_any_host_is_touched(lab2, tmp_path, bad, me
     before = {h: applied_scripts(lab, h) for h in lab.hosts}
     run = scenario.play('deploy.yml', dict(scenario.release(9), **bad), rps=0)
     assert run.rc != 0
-    assert message in run.stdout
+    assert message in run.stdout, run.stdout[-3000:]
     assert {h: applied_scripts(lab, h) for h in lab.hosts} == before
+    assert lab.artifacts.downloads == []
+    assert_fleet_converged(lab, SITE % 1)  # nothing drained
 
 
 def test_stop_after_first_then_continue_reverts_the_first_host_on_failure(tmp_path):

@@ -40,7 +40,9 @@ def deploy(es, tmp_path, **bad):
     {'rollout_version': '$(Stop-Computer)', 'rollout_app': 'a"b', 'rollout_package_url': 'https:///app.zip', 'rollout_target_groups': [],
      'rollout_public_url': 'app.example.com/health'},
     {'rollout_version': '1 OR 2', 'rollout_app': 'app:*', 'rollout_es_hosts': []},
-], ids=['semicolon-newline', 'subexpr-quote', 'lucene'])
+    {'rollout_false_abort_rate': 0, 'rollout_gate_confidence': 1.5},
+    {'rollout_false_abort_rate': 0.9, 'rollout_gate_confidence': 0.2},
+], ids=['semicolon-newline', 'subexpr-quote', 'lucene', 'budget-zero', 'budget-too-large'])
 def test_every_bad_value_is_named_and_nothing_is_contacted(es, tmp_path, bad):
     run = deploy(es, tmp_path, **bad)
     assert run.rc != 0
@@ -51,11 +53,17 @@ def test_every_bad_value_is_named_and_nothing_is_contacted(es, tmp_path, bad):
         assert 'Invalid %s: ' % shown in output, (option, output[-3000:])
     if 'rollout_version' in bad:
         assert 'Invalid rollout_version: %s must be 1 to 64 letters, digits' % json.dumps(bad['rollout_version']) in output
+    if 'rollout_false_abort_rate' in bad:
+        assert 'must be the chance that a rollout stops a release as good as the running one: above 0 and at most 0.5 per host' in output
+        assert 'must be empty (use rollout_false_abort_rate) or in [0.5, 1), e.g. 0.98' in output
     assert es.requests == 0
 
 
-def test_an_ordinary_version_passes_the_check(es, tmp_path):
-    run = deploy(es, tmp_path, rollout_version='v2026.05.01-rc1+build_7')
+@pytest.mark.parametrize('fine', [{}, {'rollout_gate_confidence': 0.98}, {'rollout_false_abort_rate': 0.5}],
+                         ids=['defaults', 'confidence', 'budget-half'])
+def test_an_ordinary_version_passes_the_check(es, tmp_path, fine):
+    run = deploy(es, tmp_path, rollout_version='v2026.05.01-rc1+build_7', **fine)
+    assert 'Invalid rollout_' not in run.stdout
     # Past the input check: the next step takes the deploy lock in Elasticsearch.
     assert 'Invalid rollout_version' not in run.stdout
     assert any(path.startswith('PUT /canary-locks/_create/app.example.com') for path in es.paths), run.stdout[-3000:]
