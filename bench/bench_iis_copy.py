@@ -37,7 +37,7 @@ PUBLIC = dict(port=443, host_header=APP, sni=True)
 
 def measure(copy_enabled, rounds):
     made, noops, sizes = [], [], []
-    for _ in range(rounds):
+    for _round in range(rounds):
         with WinRMDouble() as double:
             host = double.add_host('web1')
             add_production_site(host, OLD, 'D:\\sites\\' + OLD, [PUBLIC], identity='SpecificUser', user_name='CORP\\svc-app',
