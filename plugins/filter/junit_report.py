@@ -12,7 +12,8 @@ description:
   - Takes the report the C(report) tasks of the C(immune.canary.rollout) role write as JSON (O(_input)) and returns a
     JUnit XML document that CI servers (the Jenkins C(junit) step, GitLab, Azure DevOps) read.
   - One test suite for the run, one test case per host. A host that was promoted (or checked in check mode, already
-    right, or put back by a rollback) passes; a host that was reverted or reconciled is a failure whose message is the failed step and the reason;
+    right, or put back by a rollback) passes; a host that was reverted or reconciled, or whose revert or rollback
+    failed, is a failure whose message is the failed step and the reason;
     a host the run did not touch is skipped; a host without a recorded outcome (its revert failed) is an error.
   - Characters XML 1.0 cannot carry are dropped from messages.
 positional: _input
@@ -49,7 +50,8 @@ import xml.etree.ElementTree as ET  # noqa: E402
 from ansible.errors import AnsibleFilterError  # noqa: E402
 
 PASSED = frozenset(('promoted', 'checked', 'unchanged', 'rolled_back'))
-FAILED = frozenset(('reverted', 'reconciled'))
+# A revert or rollback that failed (the host may have been put back in service on the site it still ran).
+FAILED = frozenset(('reverted', 'reconciled', 'reverted_failed', 'reconciled_failed', 'rolled_back_failed'))
 SKIPPED = frozenset(('untouched',))
 # XML 1.0 allows tab, newline, carriage return and these ranges; nothing else.
 _NOT_XML = re.compile('[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]')

@@ -451,6 +451,8 @@ class TargetRegistration:
         self.groups = load_groups(self.client, self.refs, self.target_port)
         for group in self.groups:
             observe(self.client, group, self.target_id)
+        if self.state == 'query':  # read only
+            return self.result()
         actions = plan(self.state, self.groups)
         before = {g['name']: registration(g) for g in self.groups}
 

@@ -40,8 +40,10 @@ options:
     description:
       - V(present) registers the target; with O(wait=true) the module returns once it is V(healthy) in every group.
       - V(absent) deregisters the target; with O(wait=true) the module returns once it has drained from every group.
+      - V(query) only reads the target's state in every group and changes nothing (C(changed) is always false).
+        Added in version 0.2.0.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, query]
     default: present
   wait:
     description:
@@ -122,6 +124,14 @@ EXAMPLES = r"""
     state: absent
     min_healthy: 50%
   delegate_to: localhost
+
+- name: Read the server's state in its target groups (changes nothing)
+  immune.canary.alb_target:
+    target_groups: [web-https]
+    target_id: "{{ ec2_instance_id }}"
+    state: query
+  delegate_to: localhost
+  register: targets
 """
 
 RETURN = r"""
@@ -226,7 +236,7 @@ ARGUMENT_SPEC = aws_argument_spec(
     target_groups=dict(type='list', elements='str', required=True),
     target_id=dict(type='str', required=True),
     target_port=dict(type='int'),
-    state=dict(type='str', choices=['present', 'absent'], default='present'),
+    state=dict(type='str', choices=['present', 'absent', 'query'], default='present'),
     wait=dict(type='bool', default=True),
     wait_timeout=dict(type='float'),
     poll_interval=dict(type='float', default=DEFAULT_POLL_INTERVAL),

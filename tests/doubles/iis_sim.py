@@ -158,6 +158,8 @@ class SimHost:
         # None, 'auth' (every request 401), 'down' (connections are dropped) or
         # 'garbage' (the script prints something that is not a result)
         self.fault = None
+        # Sites that fail to start, as IIS reports a site whose files or port another process holds.
+        self.refuse_start = set()
 
     # -- the configuration document ------------------------------------------
     @property
@@ -522,6 +524,9 @@ class SimHost:
             self.pool_state[name] = 'Started'
         elif op == 'start_site':
             element = self._site(name)
+            if name in self.refuse_start or '*' in self.refuse_start:
+                raise SimError('The process cannot access the file because it is being used by another process. '
+                               '(Exception from HRESULT: 0x80070020)')
             element.set('serverAutoStart', 'true')
             if self.site_state.get(name) != 'Started':
                 view = self._site_view(element)

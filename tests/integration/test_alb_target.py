@@ -77,6 +77,19 @@ def test_absent_then_present_check_real_idempotent(alb):
     assert sorted(set(run.result) - {'invocation'}) == sorted(['changed', 'target_id', 'state', 'elapsed', 'target_groups', 'diff'])
 
 
+def test_query_reads_every_state_and_never_changes_anything(alb):
+    target, other = alb.made['instances'][0], alb.made['instances'][1]
+    run_module('alb_target', args(alb, other, ('web-http',), state='absent'))
+    for check in (False, True):
+        run = run_module('alb_target', args(alb, target, state='query'), check=check)
+        assert (run.failed, run.result['changed']) == (False, False), run.result
+        assert [g['target_state'] for g in run.result['target_groups']] == ['healthy', 'healthy']
+        assert [(g['healthy_count'], g['target_count']) for g in run.result['target_groups']] == [(3, 3), (2, 2)]
+    run = run_module('alb_target', args(alb, other, state='query'))
+    assert [g['target_state'] for g in run.result['target_groups']] == ['healthy', 'unused']
+    assert states(alb, target) == ['healthy', 'healthy'] and states(alb, other) == ['healthy', None]
+
+
 def test_capacity_guard_refuses_and_leaves_the_target_registered(alb):
     target = alb.made['instances'][0]
     run = run_module('alb_target', args(alb, target, state='absent', min_healthy=3))

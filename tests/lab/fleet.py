@@ -432,6 +432,13 @@ class Lab:
             else:
                 self._unthrottle()
             self.faults[('aws-throttle', '*')] = on
+        elif name == 'swap-fail':
+            # Every start of a site on the host fails (another process holds its port or files).
+            for h in names:
+                self.faults[(name, h)] = on
+                sim = self.hosts[h]['sim']
+                with sim.lock:
+                    sim.refuse_start = {'*'} if on else set()
         elif name in ('winrm-down', 'site-crash', 'health-fail'):
             for h in names:
                 self.faults[(name, h)] = on
@@ -446,7 +453,7 @@ class Lab:
                         else:
                             app.crashed = on
         else:
-            raise ValueError('unknown fault %r; valid: es-down, winrm-down, site-crash, health-fail, aws-throttle' % name)
+            raise ValueError('unknown fault %r; valid: es-down, winrm-down, site-crash, health-fail, swap-fail, aws-throttle' % name)
         return self.state()['faults']
 
     def _throttle(self):
