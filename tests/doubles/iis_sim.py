@@ -524,7 +524,7 @@ class SimHost:
             self.pool_state[name] = 'Started'
         elif op == 'start_site':
             element = self._site(name)
-            if name in self.refuse_start or '*' in self.refuse_start:
+            if name in self.refuse_start:
                 raise SimError('The process cannot access the file because it is being used by another process. '
                                '(Exception from HRESULT: 0x80070020)')
             element.set('serverAutoStart', 'true')

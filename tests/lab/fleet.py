@@ -433,12 +433,12 @@ class Lab:
                 self._unthrottle()
             self.faults[('aws-throttle', '*')] = on
         elif name == 'swap-fail':
-            # Every start of a site on the host fails (another process holds its port or files).
+            # Starting any other site than the one running now fails on the host (another process holds its port or files).
             for h in names:
                 self.faults[(name, h)] = on
                 sim = self.hosts[h]['sim']
                 with sim.lock:
-                    sim.refuse_start = {'*'} if on else set()
+                    sim.refuse_start = {n for n in sim.sites if sim.site_state.get(n) != 'Started'} if on else set()
         elif name in ('winrm-down', 'site-crash', 'health-fail'):
             for h in names:
                 self.faults[(name, h)] = on
