@@ -83,24 +83,26 @@ clean:
 
 # Every scenario of the rollout against the lab, the secrets audit at -vvvv
 # and the Jenkins and Octopus command lines; the longest files start first.
-E2E_FAULTS := tests/e2e/test_faults.py tests/e2e/test_soak.py
+E2E_FAULTS := tests/e2e/test_faults.py tests/e2e/test_rollback_faults.py tests/e2e/test_soak.py
 e2e: build
 	$(BIN)/pytest -q -n 2 --dist loadfile --durations=12 $(addprefix --ignore ,$(E2E_FAULTS)) \
 		tests/e2e/test_rollout.py tests/e2e/test_guards.py tests/e2e
 
-# The fault-matrix subset (12 cases: every fault, every phase) and a
-# 2-rollout soak, spread over two labs (one per worker) and the soak's own.
+# The fault-matrix subset (12 cases: every fault, every phase), the 6
+# rollback cases (in order, on one worker: an xdist group) and a 2-rollout
+# soak, spread over two labs (one per worker) and the others' own.
 e2e-faults: build
-	$(BIN)/pytest -q -n 2 --dist load $(E2E_FAULTS)
+	$(BIN)/pytest -q -n 2 --dist loadgroup $(E2E_FAULTS)
 
 demo: build
 	$(BIN)/python tests/lab/demo.py
 
 # Every fault at every phase of hosts 1 and 2 (72 deploy.yml runs, two labs
-# in parallel); the table goes to stdout and tests/output/faults/table.txt.
+# in parallel) and the 6 rollback cases; the table goes to stdout and
+# tests/output/faults/table.txt.
 faults: build
 	rm -rf tests/output/faults
-	FAULTS=full $(BIN)/pytest -q -n 2 -p no:cacheprovider tests/e2e/test_faults.py; rc=$$?; \
+	FAULTS=full $(BIN)/pytest -q -n 2 --dist loadgroup -p no:cacheprovider tests/e2e/test_faults.py tests/e2e/test_rollback_faults.py; rc=$$?; \
 	$(BIN)/python tests/support/faults.py tests/output/faults; exit $$rc
 
 # 20 rollouts, good and bad builds alternating, random faults (SOAK_SEED=N replays).
@@ -126,7 +128,7 @@ package-test: build
 
 # Every module, plugin, the role and the playbooks through the oldest
 # supported ansible-core's own ansible-playbook, ansible-inventory and
-# ansible-doc. Not repeated: the lab's own tests (no Ansible) and the
+# ansible-doc, and the end-to-end scenarios against the lab. Not repeated: the lab's own tests (no Ansible) and the
 # in-process tables of bad and hostile input and TLS options (the module code
 # under test is the same).
 COMPAT_SKIP := tests/integration/test_lab.py tests/integration/test_bad_input.py tests/integration/test_hostile_values.py tests/integration/test_tls.py
@@ -134,6 +136,7 @@ compat: build .venv-2.18/.ready
 	.venv-2.18/bin/ansible --version | head -1
 	.venv-2.18/bin/python -m pytest -q -n 2 --dist loadfile tests/unit
 	.venv-2.18/bin/python -m pytest -q -n 2 --dist loadfile tests/integration $(addprefix --ignore ,$(COMPAT_SKIP))
+	.venv-2.18/bin/python -m pytest -q -n 2 --dist loadfile $(addprefix --ignore ,$(E2E_FAULTS)) tests/e2e
 
 # The in-process runner on the releases between the oldest and the newest:
 # which path ran, and the same results, messages and masking both ways.

@@ -31,7 +31,7 @@ def test_good_build_is_promoted_everywhere_without_a_failed_request(scenario):
         hook.stop()
     assert run.rc == 0, run.stdout[-3000:]
     lost = run.report['notifications_failed']
-    assert [n['status'] for n in lost] == [500, 500] and all('HTTP Error 500' in n['error'] for n in lost), lost
+    assert [int(n['status']) for n in lost] == [500, 500] and all('HTTP Error 500' in n['error'] for n in lost), lost
     assert 'rolling out 2' in lost[0]['message'] and 'promoted' in lost[1]['message']
     assert len(hook.messages) == 2 and run.report['events_failed'] == []
     assert 'WARNING: a notification was not delivered' in run.stdout

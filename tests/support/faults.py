@@ -438,18 +438,28 @@ def row(case, expected, result, problems):
     customers = result.get('customers') or {}
     return {
         'case': case_id(case), 'fault': case.fault, 'host': case.host, 'phase': case.phase,
-        'expected': describe_expected(expected), 'observed': observed(result),
+        'expected': expected if isinstance(expected, str) else describe_expected(expected), 'observed': observed(result),
         'invariants': 'held' if not problems else 'BROKEN', 'problems': problems,
         'min_healthy_seen': result['sampler'].minimum, 'seconds': round(result['seconds'], 1),
         'failed_requests': customers.get('failures'), 'requests': customers.get('requests'),
     }
 
 
+# The rollback cases (tests/e2e/test_rollback_faults.py) come after the deploy's, in the order they run.
+ROLLBACK_CASES = ('pruned-no-package', 'pruned-package', 'swap-fail', 'winrm-down', 'site-crash', 'lock-held')
+
+
+def _order(r):
+    if r['phase'] == 'rollback':
+        return (1, ROLLBACK_CASES.index(r['fault']) if r['fault'] in ROLLBACK_CASES else len(ROLLBACK_CASES), r['host'], 0)
+    return (0, FAULTS.index(r['fault']), r['host'], PHASES.index(r['phase']))
+
+
 def table(rows):
     """The matrix as a fixed-width text table (case -> outcome -> invariants)."""
     header = ('case', 'expected', 'observed', 'min healthy', 'failed req', 's', 'invariants')
     lines = [header]
-    for r in sorted(rows, key=lambda r: (FAULTS.index(r['fault']), r['host'], PHASES.index(r['phase']))):
+    for r in sorted(rows, key=_order):
         lines.append((r['case'], r['expected'], r['observed'], str(r['min_healthy_seen']),
                       '%s/%s' % (r['failed_requests'], r['requests']), '%.0f' % r['seconds'],
                       r['invariants'] + ('' if not r['problems'] else ': ' + '; '.join(r['problems'])[:400])))
