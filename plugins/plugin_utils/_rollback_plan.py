@@ -128,4 +128,3 @@ def plan(app, hosts, wanted, started=None, touched=None, package=None, bad_sites
             message += ', or roll back to a version every host still has (%s)' % ', '.join(instead)
         message += '; keep instant rollbacks with rollout_keep_sites.'
     return dict(hosts=decisions, refused=refused, message=message)
-

@@ -8,12 +8,12 @@ from ansible_collections.immune.canary.plugins.plugin_utils._rollback_plan impor
 
 APP = 'app.example.com'
 S = APP + '-%s'
-HEALTHY = [{'name': 'app-https', 'target_state': 'healthy'}]
-UNUSED = [{'name': 'app-https', 'target_state': 'unused'}]
+HEALTHY = ({'name': 'app-https', 'target_state': 'healthy'},)
+UNUSED = ({'name': 'app-https', 'target_state': 'unused'},)
 
 
 def host(active, sites, targets=HEALTHY, error=''):
-    return dict(active=active, sites=list(sites), targets=targets, error=error)
+    return dict(active=active, sites=list(sites), targets=list(targets), error=error)
 
 
 def started(version, at, fallbacks, package=None, run=None):
@@ -63,7 +63,7 @@ def test_the_package_recorded_by_the_deploy_of_that_release_is_used():
 @pytest.mark.parametrize('seen, action, reason', [
     (host(S % 1, [S % 1]), 'unchanged', 'already runs app.example.com-1, registered and healthy'),
     (host(S % 1, [S % 1], targets=UNUSED), 'swap', 'app.example.com-1 is on the host'),
-    (host(S % 1, [S % 1], targets=[]), 'swap', 'app.example.com-1 is on the host'),
+    (host(S % 1, [S % 1], targets=()), 'swap', 'app.example.com-1 is on the host'),
     (host('', [S % 1, S % 2]), 'swap', 'app.example.com-1 is on the host'),
     (host('', [], error='WinRM unreachable'), 'refuse', 'it cannot be read: WinRM unreachable'),
     (host(S % 2, [S % 2]), 'refuse', 'app.example.com-1 is not on the host (no recorded deploy says when it went), and its package is not known'),
