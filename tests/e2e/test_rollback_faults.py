@@ -53,8 +53,6 @@ APP = 'app.example.com'
 MIN_HEALTHY = 1
 VARS = dict(FAST, rollout_min_healthy=MIN_HEALTHY, rollout_warmup_latency_threshold_ms=400)
 REVERT_START = 'Take the host out of the load balancer without waiting for the full drain'
-# The cases build on each other: one worker runs them all, in order (make's --dist loadgroup).
-pytestmark = pytest.mark.xdist_group('rollback-faults')
 
 
 class Rollbacks:
