@@ -141,7 +141,7 @@ package-test: build
 # under test is the same).
 COMPAT_SKIP := tests/integration/test_lab.py tests/integration/test_bad_input.py tests/integration/test_hostile_values.py tests/integration/test_tls.py
 compat: build .venv-2.18/.ready
-	.venv-2.18/bin/ansible --version | head -1
+	.venv-2.18/bin/python -c 'from ansible.release import __version__; print("ansible-core", __version__)'
 	.venv-2.18/bin/python -m pytest -q -n 2 --dist loadfile tests/unit
 	.venv-2.18/bin/python -m pytest -q -n 2 --dist loadfile tests/integration $(addprefix --ignore ,$(COMPAT_SKIP))
 	.venv-2.18/bin/python -m pytest -q -n 2 --dist loadfile $(addprefix --ignore ,$(E2E_FAULTS)) tests/e2e
@@ -149,5 +149,5 @@ compat: build .venv-2.18/.ready
 # The in-process runner on the releases between the oldest and the newest:
 # which path ran, and the same results, messages and masking both ways.
 compat-in-process: build .venv-2.19/.ready .venv-2.20/.ready
-	for v in 2.19 2.20; do .venv-$$v/bin/ansible --version | head -1; \
+	for v in 2.19 2.20; do .venv-$$v/bin/python -c 'from ansible.release import __version__; print("ansible-core", __version__)'; \
 		.venv-$$v/bin/python -m pytest -q tests/integration/test_in_process.py || exit 1; done

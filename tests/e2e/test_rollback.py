@@ -29,7 +29,11 @@ def history(lab4, tmp_path_factory):
     assert good.rc == 0, good.stdout[-3000:]
     bad = scenario.play('deploy.yml', dict(scenario.release(3, error_rate=0.3), rollout_serial=2))
     assert bad.rc != 0 and bad.report['result'] == 'aborted', bad.stdout[-3000:]
-    assert outcomes(bad) == {'web1': 'reverted', 'web2': 'reverted', 'web3': 'untouched', 'web4': 'untouched'}
+    # The batch bakes together: a host whose gate has not failed yet when the other's did is reverted
+    # by the reconcile play instead (a 6 s bake gives each host some 20 requests).
+    result = outcomes(bad)
+    assert result['web3'] == result['web4'] == 'untouched', result
+    assert {result['web1'], result['web2']} <= {'reverted', 'reconciled'} and 'reverted' in (result['web1'], result['web2']), result
     sites = {h: sorted(s['name'] for s in hs['sites']) for h, hs in lab4.state()['hosts'].items()}
     assert SITE % 1 not in sites['web1'] + sites['web2'] and SITE % 1 in sites['web3'], sites
     assert_fleet_converged(lab4, SITE % 2)
