@@ -19,6 +19,8 @@ How a metric decides (README "How a rollout decides" says it for users):
   ``BASELINE_SHARE`` of its share; each test spends ``ANYTIME_SHARE`` of its
   budget on an e-process checked at every look and the rest on one exact
   fixed-horizon test at the last evaluation (union bound: the shares add up).
+  A rollout's budget reaches its hosts' gates through ``rollout_budget``:
+  the k-th host gets ``1 / (k (k + 1))`` of it, half for the first.
 * Absolute limits: the canary's share of bad requests (error rate) or of
   requests above ``max_ms`` (latency; a p95 allows 5 %) against the limit,
   binomial counts.
@@ -378,6 +380,24 @@ def observe(metric, index, bucket, window_seconds):
 
 
 # -- budget ------------------------------------------------------------------------------
+
+def rollout_budget(false_abort_rate, position):
+    """The budget of the gate of a rollout's ``position``-th host: ``false_abort_rate / (position * (position + 1))``.
+
+    1 / (k (k + 1)) = 1 / k - 1 / (k + 1), so the gates of the first N hosts
+    spend ``false_abort_rate * N / (N + 1)`` together: below the rollout's
+    budget whatever the fleet size, with no need to know it. The first host,
+    the canary that catches a bad release, gets half; the second a sixth; the
+    twentieth 1/420.
+    """
+    if isinstance(false_abort_rate, bool) or not isinstance(false_abort_rate, (int, float)) or not 0 < false_abort_rate <= 1:
+        raise CanaryError('Invalid rollout.false_abort_rate %r: must be in (0, 1], the share of rollouts that may stop a release as '
+                          'good as the running one, e.g. 0.01' % (false_abort_rate,))
+    if isinstance(position, bool) or not isinstance(position, int) or position < 1:
+        raise CanaryError('Invalid rollout.position %r: must be a whole number >= 1, the host\'s place in the rollout '
+                          '(1 for the first host to take the new version)' % (position,))
+    return float(false_abort_rate) / (position * (position + 1))
+
 
 def split_budget(catalog, false_fail_rate, baseline):
     """Each metric's budget: {name: {'max': alpha, 'baseline': alpha}} for its statistical tests.
@@ -755,7 +775,7 @@ def decide(results, conclusive, final, no_data):
 
 def check_false_fail_rate(value, option='false_fail_rate'):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 0.5:
-        raise CanaryError('Invalid %s %r: must be in (0, 0.5], e.g. 0.0005 (a rollout budget of 0.01 over 20 hosts)' % (option, value))
+        raise CanaryError('Invalid %s %r: must be in (0, 0.5], e.g. 0.005 (the first host of a rollout whose budget is 0.01)' % (option, value))
     return float(value)
 
 

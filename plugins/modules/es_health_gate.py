@@ -15,7 +15,8 @@ description:
     version. A metric fails only when the evidence that the canary is worse crosses its threshold B(and) the observed
     effect is larger than the allowed one (C(max), C(max_ms), C(max_ratio), C(max_delta)).
   - The chance that the gate ever fails a canary that is as good as the baseline and within the absolute limits is at
-    most O(false_fail_rate) (without it, C(1 - confidence)), however often it looks and however many metrics it has.
+    most O(false_fail_rate) (or the share of a rollout's budget that O(rollout) gives it; without either, C(1 - confidence)),
+    however often it looks and however many metrics it has.
     Error rates and latency metrics share that budget by C(weight). Each of their tests watches an e-process (a mixture
     likelihood ratio, anytime-valid) at every evaluation and makes one exact test at the last evaluation.
   - Error rates against C(max) - the canary's bad requests as binomial counts. Against the baseline - given the bad
@@ -141,19 +142,42 @@ options:
     type: path
   confidence:
     description:
-      - Without O(false_fail_rate), the gate's budget is C(1 - confidence) (with the default, a canary as good as the
+      - Without O(false_fail_rate) or O(rollout), the gate's budget is C(1 - confidence) (with the default, a canary as good as the
         baseline fails at most 2 % of the time).
     type: float
     default: 0.98
   false_fail_rate:
     description:
       - The most this gate may fail a canary that is as good as the baseline and within the absolute limits, however often it
-        looks and however many metrics it has, for example V(0.0005). Takes precedence over O(confidence).
-      - A rollout of N hosts whose good releases may be stopped at most a share A of the time gives each host's gate A / N
-        (the C(immune.canary.rollout) role does, from C(rollout_false_abort_rate)).
+        looks and however many metrics it has, for example V(0.005). Takes precedence over O(confidence).
       - Must be in (0, 0.5].
+      - Mutually exclusive with O(rollout), which derives it from the budget of a whole rollout.
     type: float
     version_added: 0.2.0
+  rollout:
+    description:
+      - This gate is one of a rollout's, whose good releases may be stopped at most a share O(rollout.false_abort_rate) of
+        the time. The gate of the rollout's O(rollout.position)-th host gets C(false_abort_rate / (position x (position + 1)))
+        as its O(false_fail_rate) - half for the first host (the canary, where a bad release is caught), a sixth for the
+        second, 1/420 for the twentieth.
+      - The gates of the first N hosts spend C(false_abort_rate x N / (N + 1)) together, less than O(rollout.false_abort_rate)
+        whatever the size of the fleet, which the gate need not know.
+      - The C(immune.canary.rollout) role sets it from C(rollout_false_abort_rate) and the host's place in the rollout.
+      - Mutually exclusive with O(false_fail_rate).
+    type: dict
+    version_added: 0.2.0
+    suboptions:
+      false_abort_rate:
+        description:
+          - The rollout's budget, in (0, 1], for example V(0.01) (a good release stopped in at most 1 of 100 rollouts).
+        type: float
+        required: true
+      position:
+        description:
+          - The host's place in the rollout, V(1) for the first host to take the new version. The hosts of one batch take
+            consecutive places.
+        type: int
+        required: true
   bake_time:
     description:
       - Seconds to watch the canary. The gate passes only after this time, when every metric passes.
@@ -212,8 +236,11 @@ EXAMPLES = r"""
       - {name: errors, kind: error_rate, max: 0.01, max_ratio: 2, weight: 3}
       - {name: p95, kind: latency, percentile: 95, max_ms: 500, max_ratio: 1.5}
       - {name: traffic, kind: throughput, min: 0.5}
-    # A rollout of 20 hosts that may stop a good release once in 100 rollouts
-    false_fail_rate: "{{ 0.01 / 20 }}"
+    # The third host of a rollout that may stop a good release once in 100 rollouts
+    # (this gate's budget: 0.01 / (3 x 4))
+    rollout:
+      false_abort_rate: 0.01
+      position: 3
     bake_time: 300
     interval: 30
   delegate_to: localhost
@@ -376,10 +403,10 @@ metrics:
           type: str
           sample: e_value
 false_fail_rate:
-  description: The gate's budget - O(false_fail_rate), or C(1 - confidence).
+  description: The gate's budget - O(false_fail_rate), the share O(rollout) gives this host, or C(1 - confidence).
   returned: always
   type: float
-  sample: 0.0005
+  sample: 0.005
 evaluations:
   description: Number of evaluations (searches) made.
   returned: always
@@ -425,6 +452,7 @@ from ansible_collections.immune.canary.plugins.module_utils._gate import (  # no
     Gate,
     failure_lines,
     load_catalog,
+    rollout_budget,
     selection_filter,
 )
 
@@ -445,6 +473,8 @@ def argument_spec():
         metrics_file=dict(type='path'),
         confidence=dict(type='float', default=0.98),
         false_fail_rate=dict(type='float'),
+        rollout=dict(type='dict', options=dict(false_abort_rate=dict(type='float', required=True),
+                                               position=dict(type='int', required=True))),
         bake_time=dict(type='float', default=300.0),
         interval=dict(type='float', default=30.0),
         fail_fast=dict(type='bool', default=True),
@@ -469,7 +499,8 @@ def _group_filter(params, name):
 
 def main():
     kwargs = es_module_kwargs()
-    kwargs['mutually_exclusive'] += [['canary', 'canary_query'], ['baseline', 'baseline_query'], ['metrics', 'metrics_file']]
+    kwargs['mutually_exclusive'] += [['canary', 'canary_query'], ['baseline', 'baseline_query'], ['metrics', 'metrics_file'],
+                                     ['false_fail_rate', 'rollout']]
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_one_of=[['canary', 'canary_query'], ['metrics', 'metrics_file']], **kwargs)
     if not HAS_ELASTICSEARCH:
@@ -479,11 +510,14 @@ def main():
     client = None
     try:
         catalog = load_catalog(params['metrics'], params['metrics_file'])
+        false_fail_rate = params['false_fail_rate']
+        if params['rollout'] is not None:
+            false_fail_rate = rollout_budget(params['rollout']['false_abort_rate'], params['rollout']['position'])
         gate_args = dict(
             canary_filter=_group_filter(params, 'canary'), baseline_filter=_group_filter(params, 'baseline'),
             time_field=params['time_field'], fields=params['fields'], since=params['since'], ingest_lag=params['ingest_lag'],
             bake_time=params['bake_time'], interval=params['interval'], fail_fast=params['fail_fast'], no_data=params['no_data'],
-            confidence=params['confidence'], false_fail_rate=params['false_fail_rate'])
+            confidence=params['confidence'], false_fail_rate=false_fail_rate)
         client = EsClient(params)
         for warning in client.warnings:
             module.warn(warning)

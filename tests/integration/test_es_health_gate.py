@@ -99,7 +99,35 @@ def test_false_fail_rate_sets_the_budget_and_is_checked_before_any_request(doubl
     double.reset_counters()
     bad = run_module('es_health_gate', args(double, false_fail_rate=0.7))
     assert bad.failed
-    assert bad.result['msg'] == 'Invalid false_fail_rate 0.7: must be in (0, 0.5], e.g. 0.0005 (a rollout budget of 0.01 over 20 hosts)'
+    assert bad.result['msg'] == 'Invalid false_fail_rate 0.7: must be in (0, 0.5], e.g. 0.005 (the first host of a rollout whose budget is 0.01)'
+    assert double.requests == 0
+
+
+@pytest.mark.parametrize('position, budget', [(1, 0.01 / 2), (3, 0.01 / 12), (20, 0.01 / 420)])
+def test_the_rollout_option_gives_the_host_its_share_of_the_rollout_budget(double, position, budget):
+    seed(double, 0.002)
+    run = run_module('es_health_gate', args(double, rollout={'false_abort_rate': 0.01, 'position': position}, bake_time=0))
+    assert not run.failed, run.result
+    assert run.result['verdict'] == 'pass'
+    assert run.result['false_fail_rate'] == pytest.approx(budget, rel=1e-12)
+    assert sum(t['alpha'] for m in run.result['metrics'] for t in m['tests']) == pytest.approx(budget, rel=1e-5)
+
+
+@pytest.mark.parametrize('extra, message', [
+    ({'rollout': {'false_abort_rate': 1.5, 'position': 1}},
+     'Invalid rollout.false_abort_rate 1.5: must be in (0, 1], the share of rollouts that may stop a release as good as the '
+     'running one, e.g. 0.01'),
+    ({'rollout': {'false_abort_rate': 0.01, 'position': 0}},
+     "Invalid rollout.position 0: must be a whole number >= 1, the host's place in the rollout (1 for the first host to take "
+     'the new version)'),
+    ({'rollout': {'false_abort_rate': 0.01}}, 'missing required arguments: position found in rollout'),
+    ({'rollout': {'false_abort_rate': 0.01, 'position': 1}, 'false_fail_rate': 0.001},
+     'parameters are mutually exclusive: false_fail_rate|rollout'),
+])
+def test_a_bad_rollout_option_is_refused_before_any_request(double, extra, message):
+    run = run_module('es_health_gate', args(double, **extra))
+    assert run.failed
+    assert run.result['msg'] == message
     assert double.requests == 0
 
 

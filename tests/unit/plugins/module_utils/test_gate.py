@@ -23,6 +23,7 @@ from ansible_collections.immune.canary.plugins.module_utils._gate import (
     evaluate_response,
     load_catalog,
     parse_since,
+    rollout_budget,
     selection_filter,
     split_budget,
 )
@@ -435,7 +436,57 @@ def test_the_budget_is_split_by_weight_and_report_only_metrics_spend_none():
 def test_false_fail_rate_is_checked(rate):
     with pytest.raises(CanaryError) as info:
         Judge(load_catalog([ERRORS]), rate)
-    assert info.value.message == 'Invalid false_fail_rate %r: must be in (0, 0.5], e.g. 0.0005 (a rollout budget of 0.01 over 20 hosts)' % (rate,)
+    assert info.value.message == 'Invalid false_fail_rate %r: must be in (0, 0.5], e.g. 0.005 (the first host of a rollout whose budget is 0.01)' % (rate,)
+
+
+@pytest.mark.parametrize('rate, position, budget', [
+    (0.01, 1, 0.005),  # the canary: half the rollout's budget
+    (0.01, 2, 0.01 / 6),
+    (0.01, 3, 0.01 / 12),
+    (0.01, 10, 0.01 / 110),
+    (0.01, 20, 0.01 / 420),
+    (0.01, 1000, 0.01 / 1001000),
+    (1, 1, 0.5),  # the largest rollout budget gives the first host the largest gate budget
+    (0.2, 4, 0.01),
+    (0.05, 5, 0.05 / 30),
+])
+def test_the_rollout_budget_of_each_position(rate, position, budget):
+    assert rollout_budget(rate, position) == pytest.approx(budget, rel=1e-12)
+
+
+@pytest.mark.parametrize('rate', [0.01, 0.2, 1])
+@pytest.mark.parametrize('hosts', [1, 2, 5, 20, 100, 10000])
+def test_a_rollout_of_any_size_spends_at_most_its_budget(rate, hosts):
+    spent = math.fsum(rollout_budget(rate, k) for k in range(1, hosts + 1))
+    assert spent == pytest.approx(rate * hosts / (hosts + 1), rel=1e-9)
+    assert spent < rate
+    # and every budget is one the gate takes
+    assert Judge(load_catalog([ERRORS]), rollout_budget(rate, 1)).false_fail_rate == rate / 2
+
+
+def test_earlier_hosts_get_more_of_the_rollout_budget():
+    budgets = [rollout_budget(0.01, k) for k in range(1, 201)]
+    assert all(earlier > later for earlier, later in zip(budgets, budgets[1:], strict=False))
+    assert budgets[0] == 0.005 and budgets[0] / sum(budgets) > 0.5
+
+
+@pytest.mark.parametrize('rate, position, message', [
+    (0, 1, "Invalid rollout.false_abort_rate 0: must be in (0, 1]"),
+    (-0.01, 1, "Invalid rollout.false_abort_rate -0.01: must be in (0, 1]"),
+    (1.5, 1, "Invalid rollout.false_abort_rate 1.5: must be in (0, 1]"),
+    (True, 1, "Invalid rollout.false_abort_rate True: must be in (0, 1]"),
+    ('0.01', 1, "Invalid rollout.false_abort_rate '0.01': must be in (0, 1]"),
+    (float('nan'), 1, "Invalid rollout.false_abort_rate nan: must be in (0, 1]"),
+    (0.01, 0, "Invalid rollout.position 0: must be a whole number >= 1"),
+    (0.01, -3, "Invalid rollout.position -3: must be a whole number >= 1"),
+    (0.01, 1.5, "Invalid rollout.position 1.5: must be a whole number >= 1"),
+    (0.01, True, "Invalid rollout.position True: must be a whole number >= 1"),
+    (0.01, None, "Invalid rollout.position None: must be a whole number >= 1"),
+])
+def test_a_bad_rollout_budget_or_position_is_refused(rate, position, message):
+    with pytest.raises(CanaryError) as info:
+        rollout_budget(rate, position)
+    assert info.value.message.startswith(message + ', ')
 
 
 def test_counts_that_go_down_are_not_evidence():
