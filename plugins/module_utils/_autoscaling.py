@@ -415,11 +415,11 @@ class AutoScaling:
     def _one_instance(self, action):
         instance = self._read_instances()[0]
         if not instance['group']:
-            raise CanaryError('Failed to %s instance %s: it is in no Auto Scaling group' % (action, instance['instance_id']))
+            raise CanaryError('Failed to %s: it is in no Auto Scaling group' % (action % instance['instance_id']))
         return instance, self._read_groups([instance['group']])[0]
 
     def _standby(self):
-        instance, view = self._one_instance('put in standby')
+        instance, view = self._one_instance('put instance %s in standby')
         state = instance['lifecycle_state']
         if state in ('Standby', 'EnteringStandby'):
             return self.result()
@@ -436,7 +436,7 @@ class AutoScaling:
         return self._reread()
 
     def _in_service(self):
-        instance, view = self._one_instance('return to service')
+        instance, view = self._one_instance('return instance %s to service')
         state = instance['lifecycle_state']
         if state in ('InService', 'Pending', 'Pending:Wait', 'Pending:Proceed'):
             return self.result()

@@ -167,6 +167,15 @@ class MotoASG:
         found = self.client().describe_auto_scaling_instances(InstanceIds=[instance_id])['AutoScalingInstances']
         return found[0]['LifecycleState'] if found else None
 
+    def set_lifecycle(self, instance_id, state):
+        """Put an instance in a lifecycle state moto does not reach by itself (e.g. Pending, Terminating)."""
+        for group in self.backend.autoscaling_groups.values():
+            for instance_state in group.instance_states:
+                if instance_state.instance.id == instance_id:
+                    instance_state.lifecycle_state = state
+                    return
+        raise KeyError(instance_id)
+
     def set_refresh(self, name, status, percentage=None, reason=None):
         """Move the newest refresh of group ``name`` on (e.g. to InProgress, Successful, Cancelled)."""
         refresh = _refreshes(self.backend)[name][0]
