@@ -4,7 +4,8 @@ moto 5.2.5 serves EC2 Auto Scaling and CloudWatch over the same server, with
 real groups, suspended processes, Standby and alarms, but:
 
 - it has no instance refreshes (``StartInstanceRefresh`` and
-  ``DescribeInstanceRefreshes`` raise NotImplementedError);
+  ``DescribeInstanceRefreshes`` raise NotImplementedError), and no
+  ``PutCompositeAlarm`` (its DescribeAlarms does list composite alarms);
 - EnterStandby leaves the instance registered in the group's target groups,
   where AWS deregisters it (and ExitStandby registers it again);
 - every change of capacity registers every instance of the group in its
@@ -28,6 +29,7 @@ import uuid
 from moto.autoscaling import models as asg_models
 from moto.autoscaling import responses as asg_responses
 from moto.autoscaling.models import autoscaling_backends
+from moto.cloudwatch import responses as cw_responses
 from moto.core.responses import ActionResult
 
 ACCOUNT = '123456789012'
@@ -66,6 +68,11 @@ def _describe_instance_refreshes(self):
     return ActionResult({'InstanceRefreshes': _refreshes(self.autoscaling_backend).get(name, [])[:limit]})
 
 
+def _put_composite_alarm(self):
+    # moto's PutMetricAlarm reads AlarmRule for exactly this reuse.
+    return self.put_metric_alarm()
+
+
 # -- Standby and registrations as AWS does them --------------------------------
 
 def _enter_standby(backend, group_name, instance_ids, should_decrement):
@@ -101,6 +108,7 @@ def _update_attached_target_groups(backend, group_name):
 PATCHES = {
     (asg_responses.AutoScalingResponse, 'start_instance_refresh'): _start_instance_refresh,
     (asg_responses.AutoScalingResponse, 'describe_instance_refreshes'): _describe_instance_refreshes,
+    (cw_responses.CloudWatchResponse, 'put_composite_alarm'): _put_composite_alarm,
     (asg_models.AutoScalingBackend, 'enter_standby_instances'): _enter_standby,
     (asg_models.AutoScalingBackend, 'exit_standby_instances'): _exit_standby,
     (asg_models.AutoScalingBackend, 'update_attached_target_groups'): _update_attached_target_groups,
