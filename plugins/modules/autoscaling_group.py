@@ -53,7 +53,7 @@ options:
     default: []
   processes:
     description:
-      - With V(suspended), a list of processes to suspend. When not set, the processes a rollout suspends:
+      - With V(suspended), a list of processes to suspend. When not set, the processes a rollout suspends,
         V(AZRebalance), V(AlarmNotification), V(HealthCheck), V(InstanceRefresh), V(ReplaceUnhealthy) and
         V(ScheduledActions) (see the notes for why these and not the others).
       - With V(resumed), required. Either a dict of group name to a list of processes, as V(suspended) returns it in
