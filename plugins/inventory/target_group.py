@@ -61,6 +61,15 @@ options:
       - Prefix of the group made for each target group.
     type: str
     default: ''
+  autoscaling:
+    description:
+      - Add each instance's EC2 Auto Scaling group and lifecycle state as the host variables C(autoscaling_group) and
+        C(autoscaling_lifecycle_state), read with C(DescribeAutoScalingInstances) (50 instances a call).
+      - Set to V(false) when the credentials may not call C(autoscaling:DescribeAutoScalingInstances); the two
+        variables are then not set.
+    type: bool
+    default: true
+    version_added: 0.2.0
 notes:
   - "Host variables: C(instance_id), C(availability_zone), C(private_ip_address), C(private_dns_name), C(public_ip_address),
     C(public_dns_name), C(instance_state), C(instance_type), C(platform), C(vpc_id), C(subnet_id), C(image_id), C(launch_time)."
@@ -70,8 +79,12 @@ notes:
     C(target_group_names), C(target_group_arns); C(target_port), the port of the first registration; C(target_health), the least
     healthy state of all registrations, from best to worst C(healthy), C(initial), C(unused), C(draining), C(unhealthy.draining),
     C(unavailable), C(unhealthy)."
-  - The calls are DescribeTargetGroups, DescribeTargetHealth and DescribeInstances; the IAM policy needs
-    C(elasticloadbalancing:DescribeTargetGroups), C(elasticloadbalancing:DescribeTargetHealth) and C(ec2:DescribeInstances).
+  - "C(autoscaling_group): the name of the instance's Auto Scaling group, C(autoscaling_lifecycle_state): its lifecycle state in the
+    group (C(InService), C(Standby), C(Pending) ...); both are empty strings for an instance in no group, so that O(keyed_groups)
+    with C(default_value) can name those too. Not set with O(autoscaling=false). Added in version 0.2.0."
+  - The calls are DescribeTargetGroups, DescribeTargetHealth, DescribeInstances and DescribeAutoScalingInstances; the IAM policy needs
+    C(elasticloadbalancing:DescribeTargetGroups), C(elasticloadbalancing:DescribeTargetHealth), C(ec2:DescribeInstances) and,
+    unless O(autoscaling=false), C(autoscaling:DescribeAutoScalingInstances).
 seealso:
   - module: immune.canary.alb_target
   - plugin: amazon.aws.aws_ec2
@@ -106,6 +119,11 @@ keyed_groups:
   - key: ec2_tags.Role
     prefix: role
     default_value: none
+  - key: autoscaling_group
+    prefix: asg
+    default_value: none
+  - key: autoscaling_lifecycle_state
+    prefix: lifecycle
 groups:
   in_service: target_health == 'healthy'
 compose:
@@ -173,11 +191,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         key = self.get_cache_key(path)
         if use_cache and cache:
             try:
-                return self._cache[key]
+                data = self._cache[key]
             except KeyError:
-                pass
+                data = None
+            # A fleet cached before (or without) the Auto Scaling read is read again when it is wanted now.
+            if data is not None and ('autoscaling' in data) == bool(self.get_option('autoscaling')):
+                return data
         params = self._aws_params()
-        data = collect(aws_client(params, 'elbv2'), aws_client(params, 'ec2'), refs)
+        autoscaling = aws_client(params, 'autoscaling') if self.get_option('autoscaling') else None
+        data = collect(aws_client(params, 'elbv2'), aws_client(params, 'ec2'), refs, autoscaling)
         if use_cache:
             self._cache[key] = data
         return data

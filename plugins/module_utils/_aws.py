@@ -9,6 +9,8 @@ boto3 itself and depends on no other collection.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
@@ -61,6 +63,20 @@ def aws_argument_spec(**extra):
     spec = dict(AWS_ARGUMENT_SPEC)
     spec.update(extra)
     return spec
+
+
+def validate_endpoint_url(endpoint, example='https://autoscaling.eu-west-1.amazonaws.com'):
+    """Refuse an endpoint_url that is not an http(s) URL with a host, naming the option."""
+    if not endpoint:
+        return
+    parts = urlsplit(endpoint)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if parts.scheme not in ('http', 'https') or not parts.hostname or port == 0:
+        raise CanaryError('Invalid value for option endpoint_url: %r; expected an http:// or https:// URL with a host, such as %s'
+                          % (endpoint, example))
 
 
 def aws_session(params):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.immune.canary.plugins.module_utils._autoscaling import describe_auto_scaling_instances
 from ansible_collections.immune.canary.plugins.module_utils._aws import describe_aws_error
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
 from ansible_collections.immune.canary.plugins.module_utils._elbv2 import AWS_ERRORS, describe_target_groups, describe_target_health
@@ -124,10 +125,13 @@ def check_target_types(groups):
                 % (group['TargetGroupName'], kind), target_group=group['TargetGroupName'], target_type=kind)
 
 
-def collect(elbv2, ec2, refs):
+def collect(elbv2, ec2, refs, autoscaling=None):
     """Read the groups, their targets and the targets' instances: plain data for caching.
 
-    Returns ``{'target_groups': [...], 'targets': [...], 'instances': {id: facts}}``.
+    Returns ``{'target_groups': [...], 'targets': [...], 'instances': {id: facts}}``
+    and, when an ``autoscaling`` client is given, ``'autoscaling': {id: {'group',
+    'lifecycle_state'}}`` for the instances that are in an Auto Scaling group
+    (DescribeAutoScalingInstances, 50 instances a call).
     """
     groups = []
     seen = set()
@@ -149,12 +153,17 @@ def collect(elbv2, ec2, refs):
                 'description': health.get('Description'),
             })
     instances = describe_instances(ec2, [t['id'] for t in targets]) if targets else []
-    return {
+    data = {
         'target_groups': [{'arn': g['TargetGroupArn'], 'name': g['TargetGroupName'], 'port': g.get('Port'),
                            'protocol': g.get('Protocol'), 'vpc_id': g.get('VpcId')} for g in groups],
         'targets': targets,
         'instances': {i['InstanceId']: instance_facts(i) for i in instances},
     }
+    if autoscaling is not None:
+        found = describe_auto_scaling_instances(autoscaling, sorted(data['instances'])) if data['instances'] else {}
+        data['autoscaling'] = {i: {'group': e.get('AutoScalingGroupName'), 'lifecycle_state': e.get('LifecycleState')}
+                               for i, e in found.items()}
+    return data
 
 
 # --------------------------------------------------------------------------
@@ -236,6 +245,11 @@ def build_hosts(data, hostnames=(), ansible_host_source='private-ip-address', gr
             'target_port': entries[0]['port'],
             'target_health': worst_health([e['state'] for e in entries]),
         })
+        if 'autoscaling' in data:
+            # Empty, not null, for an instance in no group: keyed_groups' default_value then names it.
+            membership = data['autoscaling'].get(instance_id) or {}
+            hostvars['autoscaling_group'] = membership.get('group') or ''
+            hostvars['autoscaling_lifecycle_state'] = membership.get('lifecycle_state') or ''
         address = source_value(facts, ansible_host_source)
         if address:
             hostvars['ansible_host'] = address

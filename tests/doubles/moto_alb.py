@@ -10,6 +10,7 @@ for a group without a load balancer. :class:`MotoALB` runs
 - a registered target is ``initial`` for ``initial_seconds``, then ``healthy``,
   or whatever the per-target health callable says (pluggable, so real HTTPS
   health checks can be plugged in later);
+- registering a target that is registered and not draining changes nothing;
 - a deregistered target is ``draining`` for the group's
   ``deregistration_delay.timeout_seconds``, then gone;
 - deregistering a draining or unregistered target is accepted, like AWS
@@ -267,11 +268,13 @@ class MotoALB:
                 if instance is not None and instance.state == 'running' and instance.vpc_id != group.vpc_id:
                     raise ELBClientError('InvalidTarget', "The following targets are not in the target group's VPC '%s': '%s'"
                                          % (group.vpc_id, target['Id']))
+            # Registering a target that is registered (and not draining) changes nothing on AWS.
+            fresh = [t['Id'] for t in targets if t['Id'] not in group.targets or (group.arn, t['Id']) in self._draining_until]
             original(group, targets)
             now = self.clock()
-            for target in targets:
-                self._draining_until.pop((group.arn, target['Id']), None)
-                self._registered_at[(group.arn, target['Id'])] = now
+            for target_id in fresh:
+                self._draining_until.pop((group.arn, target_id), None)
+                self._registered_at[(group.arn, target_id)] = now
 
     def _deregister(self, group, targets):
         with self._lock:

@@ -8,8 +8,10 @@ import subprocess
 import pytest
 import yaml
 from ansible.release import __version__ as ANSIBLE_CORE_VERSION
+from moto.autoscaling import responses as asg_responses
 
 from doubles.moto_alb import FAKE_ACCESS_KEY, FAKE_SECRET_KEY, MotoALB
+from doubles.moto_asg import MotoASG
 from support.ansible_runner import BIN, ROOT, ansible_env
 
 # The region of inventory/app.target_group.yml, so that the example runs as shipped.
@@ -195,3 +197,42 @@ def test_the_example_inventory_works(alb, tmp_path):
         assert (hostvars['ansible_connection'], str(hostvars['ansible_port'])) == ('winrm', '5986')
         assert hostvars['ansible_host'] == hostvars['private_ip_address']
         assert hostvars['instance_id'] in alb.made['instances']
+
+
+def test_auto_scaling_group_and_lifecycle_state_as_host_variables(tmp_path):
+    """Two instances in an Auto Scaling group (one in Standby), one in none; keyed_groups on both variables."""
+    with MotoALB(region='us-east-2') as harness, MotoASG(harness) as fleet:
+        made = harness.made = harness.seed(instances=3)
+        one, two, three = made['instances']
+        fleet.create_group('web-asg', [one, two], target_groups=list(made['groups'].values()), min_size=1)
+        fleet.client().enter_standby(AutoScalingGroupName='web-asg', InstanceIds=[two], ShouldDecrementDesiredCapacity=True)
+        calls = []
+        original = asg_responses.AutoScalingResponse.call_action
+
+        def counted(self):
+            calls.append(self._get_action())
+            return original(self)
+
+        keyed = [{'key': 'autoscaling_group', 'prefix': 'asg', 'default_value': 'none'},
+                 {'key': 'autoscaling_lifecycle_state', 'prefix': 'lifecycle'}]
+        config = dict(harness.aws_options, target_groups=['web-https', 'web-http'], keyed_groups=keyed,
+                      groups={'standby': "autoscaling_lifecycle_state == 'Standby'"})
+        asg_responses.AutoScalingResponse.call_action = counted
+        try:
+            proc, listing = run_inventory(tmp_path, config)
+        finally:
+            asg_responses.AutoScalingResponse.call_action = original
+        assert proc.returncode == 0, proc.stderr
+        assert calls == ['DescribeAutoScalingInstances']
+        hostvars = listing['_meta']['hostvars']
+        assert [(hostvars[i]['autoscaling_group'], hostvars[i]['autoscaling_lifecycle_state']) for i in (one, two, three)] == [
+            ('web-asg', 'InService'), ('web-asg', 'Standby'), ('', '')]
+        assert members(listing, 'asg_web_asg') == sorted([one, two])
+        assert members(listing, 'asg_none') == [three]
+        assert members(listing, 'lifecycle_InService') == [one]
+        assert members(listing, 'lifecycle_Standby') == members(listing, 'standby') == [two]
+
+        # Without the Auto Scaling read: no call, no variables.
+        proc, listing = run_inventory(tmp_path, dict(config, autoscaling=False, keyed_groups=[], groups={}))
+        assert proc.returncode == 0, proc.stderr
+        assert not any('autoscaling_group' in v for v in listing['_meta']['hostvars'].values())

@@ -260,3 +260,18 @@ def test_collect_refuses_an_ip_target_group(alb):
         tgi.collect(*clients(alb), ['web-https', alb.made['ip_group']])
     assert raised.value.message.startswith(
         "Failed to list the targets of target group by-address: its target type is 'ip'; only target groups of type 'instance' are supported")
+
+
+@pytest.mark.parametrize('autoscaling, expected', [
+    (None, {'i-1': None, 'i-2': None}),
+    ({}, {'i-1': ('', ''), 'i-2': ('', '')}),
+    ({'i-2': {'group': 'web-asg', 'lifecycle_state': 'Standby'}}, {'i-1': ('', ''), 'i-2': ('web-asg', 'Standby')}),
+])
+def test_auto_scaling_variables_are_set_only_when_read_and_empty_outside_a_group(autoscaling, expected):
+    fleet = data([target('web-https', 'i-1'), target('web-https', 'i-2')], [facts('i-1'), facts('i-2', '10.0.1.12')], groups=('web-https',))
+    if autoscaling is not None:
+        fleet['autoscaling'] = autoscaling
+    hosts, _groups, _warnings = tgi.build_hosts(fleet)
+    found = {h['name']: (h['vars']['autoscaling_group'], h['vars']['autoscaling_lifecycle_state']) if 'autoscaling_group' in h['vars'] else None
+             for h in hosts}
+    assert found == expected
