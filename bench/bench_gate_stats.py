@@ -80,6 +80,7 @@ def baseline_hosts(position):
     """The hosts still on the old version when the ``position``-th host bakes."""
     return FLEET - position
 
+
 # The role's defaults (roles/rollout/defaults/main.yml).
 DEFAULT_CATALOG = [
     {'name': 'errors', 'kind': 'error_rate', 'max': 0.05, 'max_ratio': 2, 'min_samples': 20, 'weight': 3},
@@ -436,8 +437,8 @@ def report(data):
     print('     on host %d that test gets %.2g: at most %.1f %%' % (LATER, later, 100 * best_power(600, 0.01, 0.04, later)))
     for position in (CANARY, LATER):
         print('\n   power on host %d (default catalog): share caught within the bake' % position)
-        print('   canary errors / 1 %:  ' + '  '.join('%gx %5.1f %%' % (m, 100 * _caught(data[('power-errors', position, m)]))
-                                                    for m in ERROR_MULTIPLES))
+        errors = ['%gx %5.1f %%' % (m, 100 * _caught(data[('power-errors', position, m)])) for m in ERROR_MULTIPLES]
+        print('   canary errors / 1 %:  ' + '  '.join(errors))
         latency = ['%gx %5.1f %%' % (m, 100 * _caught(data[('power-latency', position, m)])) for m in LATENCY_MULTIPLES]
         print('   canary latency / baseline: ' + '  '.join(latency))
     return ok

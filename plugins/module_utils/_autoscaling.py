@@ -216,9 +216,9 @@ def standby_refusal(instance_id, view):
     if left >= floor:
         return None
     why = 'no InService instance' if left <= 0 else '%d InService instance(s), below its MinSize %d' % (left, view['min_size'])
+    figures = (view['in_service'], view['min_size'], view['desired_capacity'])
     return ('Failed to put instance %s in standby: Auto Scaling group %s would keep %s (InService %d, MinSize %d, '
-            'desired capacity %d); nothing was changed' % (instance_id, view['name'], why, view['in_service'], view['min_size'],
-                                                          view['desired_capacity']))
+            'desired capacity %d); nothing was changed' % ((instance_id, view['name'], why) + figures))
 
 
 # --------------------------------------------------------------------------
