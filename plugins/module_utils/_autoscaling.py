@@ -227,33 +227,28 @@ def standby_refusal(instance_id, view):
 
 def describe_auto_scaling_instances(client, instance_ids):
     """instance id -> DescribeAutoScalingInstances entry; ids in no group are absent."""
-    found = {}
-    ids = list(dict.fromkeys(instance_ids))
-    for start in range(0, len(ids), INSTANCE_BATCH):
-        batch = ids[start:start + INSTANCE_BATCH]
-        try:
-            paginator = client.get_paginator('describe_auto_scaling_instances')
-            for page in paginator.paginate(InstanceIds=batch):
-                for entry in page.get('AutoScalingInstances', []):
-                    found[entry['InstanceId']] = entry
-        except AWS_ERRORS as exc:
-            raise describe_aws_error('describe the Auto Scaling instances %s' % ', '.join(batch), exc) from exc
-    return found
+    return _describe_in_batches(client, 'describe_auto_scaling_instances', 'InstanceIds', instance_ids, INSTANCE_BATCH,
+                                'AutoScalingInstances', 'InstanceId', 'the Auto Scaling instances')
 
 
 def describe_auto_scaling_groups(client, names):
     """name -> DescribeAutoScalingGroups entry; names that do not exist are absent."""
+    return _describe_in_batches(client, 'describe_auto_scaling_groups', 'AutoScalingGroupNames', names, GROUP_BATCH,
+                                'AutoScalingGroups', 'AutoScalingGroupName', 'the Auto Scaling groups')
+
+
+def _describe_in_batches(client, operation, parameter, keys, batch_size, items, key, what):
+    """key -> entry of a paginated Describe call, asked ``batch_size`` keys at a time (AWS's limit per call)."""
     found = {}
-    names = list(dict.fromkeys(names))
-    for start in range(0, len(names), GROUP_BATCH):
-        batch = names[start:start + GROUP_BATCH]
+    keys = list(dict.fromkeys(keys))
+    for start in range(0, len(keys), batch_size):
+        batch = keys[start:start + batch_size]
         try:
-            paginator = client.get_paginator('describe_auto_scaling_groups')
-            for page in paginator.paginate(AutoScalingGroupNames=batch):
-                for entry in page.get('AutoScalingGroups', []):
-                    found[entry['AutoScalingGroupName']] = entry
+            for page in client.get_paginator(operation).paginate(**{parameter: batch}):
+                for entry in page.get(items, []):
+                    found[entry[key]] = entry
         except AWS_ERRORS as exc:
-            raise describe_aws_error('describe the Auto Scaling groups %s' % ', '.join(batch), exc) from exc
+            raise describe_aws_error('describe %s %s' % (what, ', '.join(batch)), exc) from exc
     return found
 
 

@@ -213,7 +213,6 @@ diff:
     after: {web-https: {registered: false, target_state: unused}}
 """
 
-from urllib.parse import urlsplit  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
@@ -223,6 +222,7 @@ from ansible_collections.immune.canary.plugins.module_utils._aws import (  # noq
     HAS_BOTO3,
     aws_argument_spec,
     aws_client,
+    validate_endpoint_url,
 )
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch, fail_from_error  # noqa: E402
 from ansible_collections.immune.canary.plugins.module_utils._elbv2 import (  # noqa: E402
@@ -256,16 +256,7 @@ def validate(params):
         raise CanaryError('Invalid value for option target_port: %r; expected a port between 1 and 65535' % params['target_port'])
     if params['wait_timeout'] is not None and params['wait_timeout'] <= 0:
         raise CanaryError('Invalid value for option wait_timeout: %r; expected a number of seconds greater than 0' % params['wait_timeout'])
-    endpoint = params.get('endpoint_url')
-    if endpoint:
-        parts = urlsplit(endpoint)
-        try:
-            port = parts.port
-        except ValueError:
-            port = 0
-        if parts.scheme not in ('http', 'https') or not parts.hostname or port == 0:
-            raise CanaryError('Invalid value for option endpoint_url: %r; expected an http:// or https:// URL with a host, such as '
-                              'https://elasticloadbalancing.eu-west-1.amazonaws.com' % endpoint)
+    validate_endpoint_url(params.get('endpoint_url'), 'https://elasticloadbalancing.eu-west-1.amazonaws.com')
     if params['poll_interval'] <= 0:
         raise CanaryError('Invalid value for option poll_interval: %r; expected a number of seconds greater than 0' % params['poll_interval'])
     return groups, parse_min_healthy(params['min_healthy'])
