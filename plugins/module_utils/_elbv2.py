@@ -10,8 +10,12 @@ functions so they can be tested on tables of cases.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
+import os
 import re
+import tempfile
 import time
 
 from ansible_collections.immune.canary.plugins.module_utils._aws import describe_aws_error, error_code
@@ -30,6 +34,11 @@ except ImportError:  # pragma: no cover - the module reports the missing library
 
     AWS_ERRORS = (BotoCoreError, ClientError)
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Ansible controllers are POSIX
+    fcntl = None
+
 # Polling: start at 1 s and back off by a quarter each poll to 5 s. A wait
 # ends at most 5 s after the state changed (a 30 s drain: 11 calls, at most
 # 5 s late) while one waiting host makes at most one call a second, far
@@ -47,6 +56,15 @@ NOT_REGISTERED_REASON = 'Target.NotRegistered'
 NOT_IN_USE_REASON = 'Target.NotInUse'
 # Synthesised when a target is absent from DescribeTargetHealth's full list.
 NOT_REGISTERED = {'state': 'unused', 'reason': NOT_REGISTERED_REASON, 'description': 'Target is not registered to the target group'}
+
+# Deregistrations on one machine take turns per target group, so that the
+# capacity guard of each sees the others' deregistrations: under the free
+# strategy or when plays run side by side, Ansible's throttle does not
+# serialise hosts. Held for one observation and one call, well under a
+# second; a wait this long means something is stuck.
+CAPACITY_LOCK_TIMEOUT = 60.0
+CAPACITY_LOCK_POLL = 0.05
+CAPACITY_LOCK_PREFIX = 'immune-canary-capacity-'
 
 _PERCENT = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*%\s*$')
 _COUNT = re.compile(r'^\s*(\d+)\s*$')
@@ -393,6 +411,58 @@ def observe(client, group, target_id):
     return group
 
 
+def capacity_lock_path(arn, directory=None):
+    """The lock file of one target group: a hash of its ARN in the temp directory."""
+    digest = hashlib.sha256(arn.encode('utf-8')).hexdigest()[:32]
+    return os.path.join(directory or tempfile.gettempdir(), '%s%s.lock' % (CAPACITY_LOCK_PREFIX, digest))
+
+
+def _open_lock_file(path):
+    flags = os.O_CREAT | os.O_RDWR | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
+    try:
+        return os.open(path, flags, 0o666)
+    except PermissionError:
+        # Created by another user of this machine: a shared lock file can be
+        # locked through a read-only descriptor.
+        return os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0))
+
+
+@contextlib.contextmanager
+def capacity_lock(arns, timeout=CAPACITY_LOCK_TIMEOUT, directory=None, sleep=time.sleep, clock=time.monotonic):
+    """Hold an exclusive lock per target group (sorted, so never a deadlock).
+
+    A no-op where ``fcntl`` does not exist. Raises CanaryError naming the
+    lock file when it cannot be taken within ``timeout`` seconds.
+    """
+    if fcntl is None:
+        yield
+        return
+    held = []
+    try:
+        for arn in sorted(set(arns)):
+            path = capacity_lock_path(arn, directory)
+            try:
+                fd = _open_lock_file(path)
+            except OSError as exc:
+                raise CanaryError('Failed to lock target group %s for the capacity guard: cannot open %s: %s'
+                                  % (arn, path, exc.strerror or exc)) from exc
+            held.append(fd)
+            deadline = clock() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if clock() >= deadline:
+                        raise CanaryError('Failed to lock target group %s for the capacity guard: another deregistration '
+                                          'on this machine held %s for more than %g s' % (arn, path, timeout)) from None
+                    sleep(CAPACITY_LOCK_POLL)
+        yield
+    finally:
+        for fd in reversed(held):
+            os.close(fd)  # closing the descriptor releases its lock
+
+
 class TargetRegistration:
     """Register or deregister one target in several groups and wait.
 
@@ -421,6 +491,7 @@ class TargetRegistration:
         self.groups = []
         self.changed = False
         self._after = None
+        self._actions = {}
         self._fresh = set()
 
     def result(self, before=None):
@@ -449,15 +520,39 @@ class TargetRegistration:
 
     def _run(self):
         self.groups = load_groups(self.client, self.refs, self.target_port)
+        if self.state == 'absent' and not self.check_mode:
+            # Observe, decide and deregister under the lock: the guard then
+            # counts every deregistration made before it on this machine.
+            with capacity_lock(g['arn'] for g in self.groups):
+                before = self._decide()
+                self._change()
+        else:
+            before = self._decide()
+            if self.state == 'query':  # read only
+                return self.result()
+            if self.check_mode:
+                return self.result(before)
+            self._change()
+
+        if self.wait:
+            self._wait()
+        elif self.changed:
+            for group in self.groups:
+                observe(self.client, group, self.target_id)
+        self._after = {g['name']: registration(g) for g in self.groups}
+        return self.result(before)
+
+    def _decide(self):
+        """Observe, plan and guard; returns the registrations before."""
         for group in self.groups:
             observe(self.client, group, self.target_id)
-        if self.state == 'query':  # read only
-            return self.result()
-        actions = plan(self.state, self.groups)
+        if self.state == 'query':
+            return None
+        self._actions = plan(self.state, self.groups)
         before = {g['name']: registration(g) for g in self.groups}
 
         if self.state == 'absent':
-            violations = capacity_violations(self.min_healthy, self.groups, actions)
+            violations = capacity_violations(self.min_healthy, self.groups, self._actions)
             if violations:
                 raise CanaryError(self._capacity_message(violations))
         elif self.wait:
@@ -466,11 +561,12 @@ class TargetRegistration:
             if blind:
                 raise CanaryError(no_load_balancer_message(self.target_id, blind))
 
-        self.changed = any(actions.values())
-        self._after = {g['name']: self._predicted(g, actions[g['arn']]) for g in self.groups}
-        if self.check_mode:
-            return self.result(before)
+        self.changed = any(self._actions.values())
+        self._after = {g['name']: self._predicted(g, self._actions[g['arn']]) for g in self.groups}
+        return before
 
+    def _change(self):
+        actions = self._actions
         for group in self.groups:
             action = actions[group['arn']]
             if action == 'register':
@@ -480,14 +576,6 @@ class TargetRegistration:
                     actions[group['arn']] = None
         self.changed = any(actions.values())
         self._fresh = {arn for arn, action in actions.items() if action is None}
-
-        if self.wait:
-            self._wait()
-        elif self.changed:
-            for group in self.groups:
-                observe(self.client, group, self.target_id)
-        self._after = {g['name']: registration(g) for g in self.groups}
-        return self.result(before)
 
     def _predicted(self, group, action):
         if action == 'register':

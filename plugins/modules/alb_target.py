@@ -73,6 +73,10 @@ options:
         and is always at least one healthy target when above V(0%).
       - V(0) (or V(0%)) disables the guard.
       - Groups that no load balancer uses are not guarded; they serve no traffic.
+      - Hosts that deregister at once from the same controller take turns per target group (an exclusive lock on a
+        file in the temporary directory, held from reading the group's health to deregistering, under a second),
+        so the guard counts every target deregistered before it under any strategy or number of forks. A turn
+        not given within 60 seconds fails the task, naming the lock file.
     type: raw
     default: 1
 extends_documentation_fragment:

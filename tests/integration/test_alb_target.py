@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 
+import moto.elbv2.models
 import pytest
 
 from doubles.moto_alb import FAKE_SECRET_KEY, MotoALB
-from support.ansible_runner import BIN, ansible_env, run_module
+from support.ansible_runner import BIN, ansible_env, run_module, run_playbook
 
 # Results are read as the user sees them; Ansible shows `diff` in results from -vvv on.
 # Fast polling against the stand-in; the defaults (2 s, backing off to 15 s) are for AWS.
@@ -176,6 +179,44 @@ def test_bad_min_healthy_is_rejected_naming_the_option(alb):
     assert run.failed
     assert run.result['msg'] == "Invalid value for option min_healthy: '150%'; a percentage must lie between 0% and 100%"
     assert states(alb, target) == ['healthy', 'healthy']
+
+
+def test_hosts_deregistering_at_once_never_take_a_group_below_min_healthy(tmp_path, monkeypatch):
+    """Four hosts leave one group at once (free strategy, four forks) with min_healthy 1.
+
+    Every DescribeTargetHealth answer is made 1.5 s stale, so that each host
+    would see the other three healthy if the guards ran side by side: exactly
+    three may go, the fourth is refused, and one target keeps serving.
+    """
+    original = moto.elbv2.models.ELBv2Backend.describe_target_health
+
+    def stale(backend, target_group_arn, targets):
+        answer = original(backend, target_group_arn, targets)
+        time.sleep(1.5)
+        return answer
+
+    with MotoALB(initial_seconds=0.5) as alb:
+        made = alb.seed(instances=4, groups=(('web-https', 'HTTPS', 443),))
+        monkeypatch.setattr(moto.elbv2.models.ELBv2Backend, 'describe_target_health', stale)
+        hosts = ['web%d' % n for n in range(1, 5)]
+        play = [{'name': 'Everyone out', 'hosts': 'all', 'gather_facts': False, 'strategy': 'free', 'tasks': [
+            {'name': 'Leave the group', 'delegate_to': 'localhost',
+             'immune.canary.alb_target': dict(alb.aws_options, target_groups=['web-https'], target_id='{{ instance_id }}',
+                                              state='absent', wait=False, min_healthy=1)}]}]
+        inventory = {'all': {'hosts': {host: {'instance_id': made['instances'][n]} for n, host in enumerate(hosts)}}}
+        (tmp_path / 'play.yml').write_text(json.dumps(play), encoding='utf-8')
+        (tmp_path / 'hosts.json').write_text(json.dumps(inventory), encoding='utf-8')
+        run = run_playbook(tmp_path / 'play.yml', inventory=tmp_path / 'hosts.json', args=['-c', 'local', '-f', '4'])
+        monkeypatch.undo()
+        outcome = {r['host']: r for r in run.records if r['task'] == 'Leave the group'}
+        assert sorted(outcome) == hosts, run.stdout[-3000:] + run.stderr[-3000:]
+        left = [h for h, r in outcome.items() if r['status'] == 'ok' and r['result']['changed']]
+        refused = [h for h, r in outcome.items() if r['status'] == 'failed']
+        assert (len(left), len(refused)) == (3, 1), outcome
+        assert 'min_healthy=1 would be violated, nothing was deregistered' in outcome[refused[0]]['result']['msg']
+        assert 'web-https has 0 healthy other target(s) of ' in outcome[refused[0]]['result']['msg']
+        serving = [i for i in made['instances'] if alb.state_of(made['groups']['web-https'], i) == 'healthy']
+        assert serving == [made['instances'][hosts.index(refused[0])]]
 
 
 def test_moto_invalid_target_on_deregister_is_tolerated():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import threading
 
 import botocore.session
@@ -442,3 +443,72 @@ def test_throttling_retries_are_bounded_and_reported():
 def test_client_certificate_validation(validate_certs, bundle, verify):
     client = aws_client(dict(params('https://127.0.0.1:9'), validate_certs=validate_certs, aws_ca_bundle=bundle), 'elbv2')
     assert client._endpoint.http_session._verify == verify
+
+
+# --------------------------------------------------------------------------
+# The capacity lock
+# --------------------------------------------------------------------------
+
+def test_capacity_lock_path_is_per_group_and_in_the_directory(tmp_path):
+    one = elbv2.capacity_lock_path(ARN % 'web-https', str(tmp_path))
+    assert one == elbv2.capacity_lock_path(ARN % 'web-https', str(tmp_path))
+    assert one != elbv2.capacity_lock_path(ARN % 'web-http', str(tmp_path))
+    assert one.startswith(str(tmp_path / elbv2.CAPACITY_LOCK_PREFIX)) and one.endswith('.lock')
+    assert 'web-https' not in one   # a hash: no ARN characters in a file name
+
+
+def test_capacity_lock_excludes_a_second_holder_of_the_same_group_until_released(tmp_path):
+    entered = threading.Event()
+    release = threading.Event()
+    order = []
+
+    def first():
+        with elbv2.capacity_lock([ARN % 'web-https', ARN % 'web-http'], directory=str(tmp_path)):
+            order.append('first in')
+            entered.set()
+            release.wait(5)
+            order.append('first out')
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert entered.wait(5)
+    # A different group is free at once.
+    with elbv2.capacity_lock([ARN % 'other'], timeout=0, directory=str(tmp_path)):
+        order.append('other group')
+    # The same group waits; release it from a timer while waiting.
+    timer = threading.Timer(0.3, release.set)
+    timer.start()
+    with elbv2.capacity_lock([ARN % 'web-http'], timeout=5, directory=str(tmp_path)):
+        order.append('second in')
+    thread.join(5)
+    timer.join(5)
+    assert order == ['first in', 'other group', 'first out', 'second in']
+
+
+def test_capacity_lock_gives_up_after_the_timeout_naming_the_group_and_file(tmp_path):
+    clock = FakeClock()
+    with elbv2.capacity_lock([ARN % 'web-https'], directory=str(tmp_path)):
+        with pytest.raises(CanaryError) as info:
+            with elbv2.capacity_lock([ARN % 'web-https'], timeout=2, directory=str(tmp_path),
+                                     sleep=clock.sleep, clock=clock):
+                pytest.fail('the lock was taken twice')
+    message = info.value.message
+    assert message.startswith('Failed to lock target group %s for the capacity guard' % (ARN % 'web-https'))
+    assert elbv2.capacity_lock_path(ARN % 'web-https', str(tmp_path)) in message and 'more than 2 s' in message
+    assert clock.now >= 1002
+    # Released on the way out: taken again at once.
+    with elbv2.capacity_lock([ARN % 'web-https'], timeout=0, directory=str(tmp_path)):
+        pass
+
+
+def test_capacity_lock_refuses_a_symlinked_lock_file(tmp_path):
+    victim = tmp_path / 'victim'
+    victim.write_text('keep')
+    (tmp_path / 'x').mkdir()
+    path = elbv2.capacity_lock_path(ARN % 'web-https', str(tmp_path / 'x'))
+    os.symlink(victim, path)
+    with pytest.raises(CanaryError) as info:
+        with elbv2.capacity_lock([ARN % 'web-https'], directory=str(tmp_path / 'x')):
+            pytest.fail('locked through a symlink')
+    assert 'cannot open %s' % path in info.value.message
+    assert victim.read_text() == 'keep'
