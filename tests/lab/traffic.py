@@ -6,6 +6,7 @@ doing, as independent customers would; each outcome and latency is kept.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import http.client
 import ssl
@@ -93,6 +94,8 @@ class Traffic:
         return {
             'requests': len(records),
             'failures': len(failures),
+            # What the failed requests got: an HTTP status, or 0 for no answer.
+            'failed_statuses': {str(status): n for status, n in sorted(collections.Counter(r[3] for r in failures).items())},
             'p50_ms': _round(percentile(latencies, 50)),
             'p99_ms': _round(percentile(latencies, 99)),
             'longest_failure_s': longest_failure(records),

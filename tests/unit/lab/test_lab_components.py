@@ -179,6 +179,18 @@ def test_traffic_counts_what_customers_saw(pki):
     assert summary['requests'] == 40 and summary['failures'] == 0
     assert summary['p50_ms'] > 0 and summary['longest_failure_s'] == 0.0
     assert sum(s['ok'] for s in summary['series']) == 40
+    assert summary['failed_statuses'] == {}
+
+
+def test_traffic_says_what_failed_requests_got(pki):
+    ca, _ctx = pki
+    plane = DataPlane(lambda: [], PUBLIC, ca.ca_path, _ctx)
+    try:
+        summary = Traffic(plane.url, 20, ca.ca_path, PUBLIC).run(0.5)
+    finally:
+        plane.stop()
+    assert summary['failures'] == summary['requests'] > 0
+    assert summary['failed_statuses'] == {'503': summary['requests']}
 
 
 @pytest.mark.parametrize('records, expected', [
