@@ -20,15 +20,16 @@ ALARM_TYPES = ('MetricAlarm', 'CompositeAlarm')
 ALARM = 'ALARM'
 
 
-def validate_names(names):
+def validate_names(names, option='names'):
     """Alarm names, stripped and de-duplicated in order; CanaryError naming the option otherwise."""
     if not isinstance(names, (list, tuple)) or not names:
-        raise CanaryError('Invalid value for option names: %r; give a list of one or more CloudWatch alarm names' % (names,))
+        raise CanaryError('Invalid value for option %s: %r; give a list of one or more CloudWatch alarm names' % (option, names))
     found = []
     for name in names:
         text = name.strip() if isinstance(name, str) else ''
         if not text or len(text) > 255:
-            raise CanaryError('Invalid value for option names: %r; every entry must be an alarm name of 1 to 255 characters' % (name,))
+            raise CanaryError('Invalid value for option %s: %r; every entry must be an alarm name of 1 to 255 characters'
+                              % (option, name))
         if text not in found:
             found.append(text)
     return found
@@ -62,17 +63,57 @@ def alarm_view(name, kind, raw):
     }
 
 
-def firing_message(alarms):
+def firing_message(alarms, what='Failed the alarm check'):
     firing = [a for a in alarms if a['state'] == ALARM]
-    return 'Failed the alarm check: %d CloudWatch alarm(s) in ALARM: %s' % (
-        len(firing), '; '.join('%s (%s)' % (a['name'], a['reason'] or 'no reason given') for a in firing))
+    return '%s: %d CloudWatch alarm(s) in ALARM: %s' % (
+        what, len(firing), '; '.join('%s (%s)' % (a['name'], a['reason'] or 'no reason given') for a in firing))
 
 
-def read_alarms(client, names):
+def read_alarms(client, names, option='names'):
     """The documented views of ``names``, in order; an unknown name is refused naming the option."""
     found = describe_alarms(client, names)
     missing = [name for name in names if name not in found]
     if missing:
-        raise CanaryError('Invalid value for option names: CloudWatch alarm(s) %s not found in this account and region'
-                          % ', '.join(missing), missing_alarms=missing)
+        raise CanaryError('Invalid value for option %s: CloudWatch alarm(s) %s not found in this account and region'
+                          % (option, ', '.join(missing)), missing_alarms=missing)
     return [alarm_view(name, *found[name]) for name in names]
+
+
+def validate_preexisting(entries, option='alarms_preexisting'):
+    """name -> the ``updated`` time it was accepted in ALARM (None: whenever), from a list of alarm views."""
+    accepted = {}
+    for entry in entries or []:
+        name = entry.get('name') if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            raise CanaryError('Invalid value for option %s: %r; every entry needs the name of an alarm (and optionally '
+                              'its updated time), as cloudwatch_alarms returns them' % (option, entry))
+        accepted[name.strip()] = entry.get('updated') or None
+    return accepted
+
+
+def is_preexisting(alarm, accepted):
+    """An alarm accepted in ALARM before, and still in the same ALARM (not changed since)."""
+    if alarm['name'] not in accepted:
+        return False
+    updated = accepted[alarm['name']]
+    return updated is None or updated == alarm['updated']
+
+
+class AlarmWatch:
+    """The alarms a bake watches: one DescribeAlarms call (per 100 names) each look.
+
+    ``accepted`` (see validate_preexisting) are alarms an operator let the
+    run start with: they count again once their state changes.
+    """
+
+    def __init__(self, client, names, accepted=None, option='alarms'):
+        self.client = client
+        self.names = names
+        self.accepted = accepted or {}
+        self.option = option
+        self.last = []
+
+    def firing(self):
+        """The alarms in ALARM now, not counting the accepted ones; keeps every view in ``last``."""
+        self.last = read_alarms(self.client, self.names, self.option)
+        return [a for a in self.last if a['state'] == ALARM and not is_preexisting(a, self.accepted)]

@@ -48,6 +48,7 @@ import datetime
 import math
 import time
 
+from ansible_collections.immune.canary.plugins.module_utils._cloudwatch import firing_message
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError
 from ansible_collections.immune.canary.plugins.module_utils._statistics import (
     OddsMixture,
@@ -835,7 +836,7 @@ class Gate:
 
     def __init__(self, client, catalog, index, canary_filter, baseline_filter=None, time_field='@timestamp', fields=None,
                  since=None, ingest_lag=0.0, bake_time=300.0, interval=30.0, fail_fast=True, no_data='fail',
-                 confidence=0.98, false_fail_rate=None, clock=time.monotonic, sleep=time.sleep, now=None):
+                 confidence=0.98, false_fail_rate=None, alarms=None, clock=time.monotonic, sleep=time.sleep, now=None):
         if not 0.5 <= confidence < 1:
             raise CanaryError('Invalid confidence %r: must be in [0.5, 1), e.g. 0.98' % (confidence,))
         if no_data not in NO_DATA_POLICIES:
@@ -859,6 +860,9 @@ class Gate:
         self.fail_fast = fail_fast
         self.no_data = no_data
         self.judge = Judge(catalog, self.false_fail_rate, baseline_filter is not None)
+        # Read before Elasticsearch at every look (an _cloudwatch.AlarmWatch):
+        # one in ALARM fails the gate at once, whatever the metrics say.
+        self.alarms = alarms
         self._clock = clock
         self._sleep = sleep
         self.evaluations = 0
@@ -884,6 +888,9 @@ class Gate:
         while True:
             final = self._clock() - start >= self.bake_time
             try:
+                firing = self.alarms.firing() if self.alarms is not None else []
+                if firing:
+                    return self._result('fail', results, firing_message(firing, 'CloudWatch alarm fired'))
                 verdict, results = self.evaluate(final)
             except CanaryError as exc:
                 error = exc.message
@@ -908,4 +915,5 @@ class Gate:
 
     def _result(self, verdict, results, error):
         return dict(verdict=verdict, metrics=results, evaluations=self.evaluations, window=self.window,
-                    query=self.last_query, error=error, false_fail_rate=self.false_fail_rate)
+                    query=self.last_query, error=error, false_fail_rate=self.false_fail_rate,
+                    alarms=self.alarms.last if self.alarms is not None else [])

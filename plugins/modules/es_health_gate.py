@@ -32,6 +32,8 @@ description:
   - Selections are turned into C(term)/C(terms) filters; no query string is ever built from values.
   - The gate fails closed. Elasticsearch unreachable or answering errors fails the gate with C(could not evaluate)
     unless O(no_data=pass); too few samples fails it unless O(no_data) says otherwise.
+  - With O(alarms), the team's CloudWatch alarms are read at every evaluation, before Elasticsearch, and one in
+    V(ALARM) fails the gate at once, naming the alarm and its reason, whatever the metrics say.
   - The module only reads; it always returns C(changed=false). Check mode evaluates exactly as a normal run.
 author:
   - immune.canary contributors (@immune-canary)
@@ -39,6 +41,7 @@ attributes:
   action_group:
     membership:
       - immune.canary.elasticsearch
+      - immune.canary.aws
 options:
   index:
     description:
@@ -212,10 +215,31 @@ options:
         existing playbooks keep working.
     type: str
     default: 10s
+  alarms:
+    description:
+      - Names of CloudWatch alarms, metric or composite, read at every evaluation (one C(DescribeAlarms) call per
+        100 names, with the AWS options such as O(region)). One in V(ALARM) fails the gate at once.
+      - A name that does not exist fails the gate, naming this option.
+      - An error reading them is treated as an error from Elasticsearch (see O(no_data)).
+      - "IAM: C(cloudwatch:DescribeAlarms)."
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
+  alarms_preexisting:
+    description:
+      - Alarms already in V(ALARM) when the rollout started and let pass then, as M(immune.canary.cloudwatch_alarms)
+        returns them (C(name), C(updated)). Each is not counted while it stays in that same V(ALARM) (the same
+        C(updated) time; any time when C(updated) is not given); once its state changes it counts again.
+    type: list
+    elements: dict
+    default: []
+    version_added: 0.2.0
 extends_documentation_fragment:
   - immune.canary.attributes
   - immune.canary.attributes.CHECK_MODE_READ_ONLY
   - immune.canary.elasticsearch
+  - immune.canary.aws
 """
 
 EXAMPLES = r"""
@@ -412,6 +436,33 @@ evaluations:
   returned: always
   type: int
   sample: 10
+alarms:
+  description:
+    - The alarms of O(alarms) as the last evaluation read them (empty without O(alarms)). The gate's message names the
+      ones that fired.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The alarm's name.
+      type: str
+    type:
+      description: C(metric) or C(composite).
+      type: str
+    state:
+      description: C(OK), C(ALARM) or C(INSUFFICIENT_DATA).
+      type: str
+    reason:
+      description: CloudWatch's reason for the state.
+      type: str
+    updated:
+      description: When the state last changed (ISO 8601).
+      type: str
+    actions_enabled:
+      description: Whether the alarm's actions are enabled.
+      type: bool
+  version_added: 0.2.0
 window:
   description: The time window of the last evaluation (UTC).
   returned: always
@@ -438,6 +489,15 @@ elapsed:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
+from ansible_collections.immune.canary.plugins.module_utils._aws import (  # noqa: E402
+    AWS_ARGUMENT_SPEC,
+    AWS_MUTUALLY_EXCLUSIVE,
+    BOTO3_IMPORT_ERROR,
+    HAS_BOTO3,
+    aws_client,
+    validate_endpoint_url,
+)
+from ansible_collections.immune.canary.plugins.module_utils._cloudwatch import AlarmWatch, validate_names, validate_preexisting  # noqa: E402
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch, fail_from_error  # noqa: E402
 from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import (  # noqa: E402
     ELASTICSEARCH_IMPORT_ERROR,
@@ -459,6 +519,9 @@ from ansible_collections.immune.canary.plugins.module_utils._gate import (  # no
 
 def argument_spec():
     return es_argument_spec(
+        alarms=dict(type='list', elements='str', default=[]),
+        alarms_preexisting=dict(type='list', elements='dict', default=[]),
+        **AWS_ARGUMENT_SPEC,
         index=dict(type='str', required=True),
         time_field=dict(type='str', default='@timestamp'),
         fields=dict(type='dict', default={}, options={key: dict(type='str', default=value) for key, value in DEFAULT_FIELDS.items()}),
@@ -500,7 +563,7 @@ def _group_filter(params, name):
 def main():
     kwargs = es_module_kwargs()
     kwargs['mutually_exclusive'] += [['canary', 'canary_query'], ['baseline', 'baseline_query'], ['metrics', 'metrics_file'],
-                                     ['false_fail_rate', 'rollout']]
+                                     ['false_fail_rate', 'rollout']] + AWS_MUTUALLY_EXCLUSIVE
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_one_of=[['canary', 'canary_query'], ['metrics', 'metrics_file']], **kwargs)
     if not HAS_ELASTICSEARCH:
@@ -518,6 +581,16 @@ def main():
             time_field=params['time_field'], fields=params['fields'], since=params['since'], ingest_lag=params['ingest_lag'],
             bake_time=params['bake_time'], interval=params['interval'], fail_fast=params['fail_fast'], no_data=params['no_data'],
             confidence=params['confidence'], false_fail_rate=false_fail_rate)
+        if params['alarms']:
+            if not HAS_BOTO3:
+                module.fail_json(msg=missing_required_lib('boto3', reason='to read the alarms of option alarms'),
+                                 exception=str(BOTO3_IMPORT_ERROR))
+            names = validate_names(params['alarms'], 'alarms')
+            accepted = validate_preexisting(params['alarms_preexisting'])
+            validate_endpoint_url(params.get('endpoint_url'), example='https://monitoring.eu-west-1.amazonaws.com')
+            if not params['validate_certs']:
+                module.warn('validate_certs is false: the TLS certificate of the AWS endpoint is not checked')
+            gate_args['alarms'] = AlarmWatch(aws_client(params, 'cloudwatch'), names, accepted)
         client = EsClient(params)
         for warning in client.warnings:
             module.warn(warning)
@@ -529,7 +602,7 @@ def main():
             client.close()
 
     result = dict(changed=False, verdict=outcome['verdict'], metrics=outcome['metrics'], evaluations=outcome['evaluations'],
-                  false_fail_rate=outcome['false_fail_rate'],
+                  false_fail_rate=outcome['false_fail_rate'], alarms=outcome['alarms'],
                   window=outcome['window'] or {}, query=outcome['query'] or {}, elapsed=watch.elapsed())
     verdict = outcome['verdict']
     if verdict == 'fail':

@@ -14,7 +14,9 @@ from osmem_server import OsmemServer
 from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import EsClient
 from ansible_collections.immune.canary.plugins.module_utils._gate import DEFAULT_FIELDS, Judge, build_query, load_catalog, selection_filter
 from doubles.es_double import EsDouble, iis_log_docs
-from support.ansible_runner import run_module
+from doubles.moto_alb import FAKE_SECRET_KEY, MotoALB
+from doubles.moto_asg import MotoASG
+from support.ansible_runner import run_module, run_playbook
 
 MARKER = 'QVBJLUtFWS1NQVJLRVItNzc3LXNlY3JldA=='
 NOW = datetime.datetime.now(datetime.timezone.utc)
@@ -307,3 +309,28 @@ def test_the_module_decides_on_osmem(engines, canary_host, verdict):
         assert {name for name, m in metrics.items() if m['status'] == 'fail'} == {'errors', 'p95', 'p99'}
         assert all(any(t['crossed'] for t in m['tests']) for m in metrics.values())
         assert run.result['evaluations'] == 1
+
+
+def test_an_alarm_fails_the_gate_with_the_aws_options_from_the_aws_group(double, tmp_path):
+    seed(double, 0.002)      # a good canary: only the alarm can fail it
+    with MotoALB(region='eu-north-1') as alb, MotoASG(alb) as fleet:
+        fleet.alarm('web-5xx', 'ALARM', 'Threshold Crossed: 14 > 10')
+        fleet.alarm('web-latency')
+        gate = dict(args(double), alarms=['web-5xx', 'web-latency'])
+        play = [{'hosts': 'localhost', 'gather_facts': False, 'connection': 'local',
+                 'module_defaults': {'group/immune.canary.aws': alb.aws_options},
+                 'tasks': [
+                     {'name': 'Firing', 'immune.canary.es_health_gate': gate, 'ignore_errors': True},
+                     {'name': 'Read', 'immune.canary.cloudwatch_alarms': {'names': ['web-5xx']}, 'register': 'seen'},
+                     {'name': 'Let pass', 'immune.canary.es_health_gate': dict(gate, alarms_preexisting='{{ seen.alarms }}')},
+                 ]}]
+        (tmp_path / 'play.yml').write_text(json.dumps(play), encoding='utf-8')
+        run = run_playbook(tmp_path / 'play.yml', args=['-vvv'], env={'ANSIBLE_INJECT_INVOCATION': 'true'})
+    by_task = {r['task']: r for r in run.records}
+    firing, passed = by_task['Firing'], by_task['Let pass']
+    assert firing['status'] == 'failed', run.stdout[-3000:]
+    assert firing['result']['msg'] == 'Health gate failed: CloudWatch alarm fired: 1 CloudWatch alarm(s) in ALARM: web-5xx (Threshold Crossed: 14 > 10)'
+    assert [(a['name'], a['state']) for a in firing['result']['alarms']] == [('web-5xx', 'ALARM'), ('web-latency', 'OK')]
+    assert firing['result']['evaluations'] == 0       # failed at the first look, before Elasticsearch was asked
+    assert passed['status'] == 'ok' and passed['result']['verdict'] == 'pass', passed['result'].get('msg')
+    assert FAKE_SECRET_KEY not in run.stdout + run.stderr and MARKER not in run.stdout + run.stderr

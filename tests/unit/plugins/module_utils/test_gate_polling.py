@@ -7,9 +7,14 @@ import random
 
 import pytest
 
+from ansible_collections.immune.canary.plugins.module_utils import _cloudwatch as cw
+from ansible_collections.immune.canary.plugins.module_utils._aws import aws_client
+from ansible_collections.immune.canary.plugins.module_utils._cloudwatch import AlarmWatch
 from ansible_collections.immune.canary.plugins.module_utils._elasticsearch import EsClient
 from ansible_collections.immune.canary.plugins.module_utils._gate import DEFAULT_FIELDS, Gate, failure_lines, load_catalog, selection_filter
 from doubles.es_double import EsDouble, iis_log_docs
+from doubles.moto_alb import MotoALB
+from doubles.moto_asg import MotoASG
 
 METRICS = [
     {'name': 'errors', 'kind': 'error_rate', 'max': 0.01, 'max_ratio': 2},
@@ -158,3 +163,58 @@ def test_each_evaluation_is_one_search_of_constant_size(double):
     assert len(searches) == outcome['evaluations'] == 3
     assert len(double.paths) == 4  # one GET / per client, then one _search per evaluation
     assert all(body['size'] == 0 for body in double.searches)
+
+
+@pytest.fixture
+def cloudwatch():
+    with MotoALB(region='ap-south-1') as alb, MotoASG(alb) as fleet:
+        fleet.alarm('web-5xx')
+        fleet.alarm('web-latency')
+        yield fleet, AlarmWatch(aws_client(alb.aws_params, 'cloudwatch'), ['web-5xx', 'web-latency'])
+
+
+def test_an_alarm_that_fires_mid_bake_fails_the_gate_at_the_next_look(double, cloudwatch):
+    fleet, watch = cloudwatch
+    seed(double)
+    fake = FakeTime()
+    fake.on_sleep.append(lambda n: n == 2 and fleet.alarm('web-latency', 'ALARM', 'p99 above 2 s for 1 datapoint'))
+    outcome = gate(double, fake, alarms=watch).run()
+    assert outcome['verdict'] == 'fail'
+    assert outcome['evaluations'] == 2 and len(fake.sleeps) == 2     # looks at t=0 and t=2; the alarm is seen at t=4
+    assert outcome['error'] == 'CloudWatch alarm fired: 1 CloudWatch alarm(s) in ALARM: web-latency (p99 above 2 s for 1 datapoint)'
+    assert [(a['name'], a['state']) for a in outcome['alarms']] == [('web-5xx', 'OK'), ('web-latency', 'ALARM')]
+    assert all(m['status'] == 'pass' for m in outcome['metrics'])   # the metrics alone would have let it pass
+
+
+def test_quiet_alarms_leave_the_verdict_to_the_metrics(double, cloudwatch):
+    _fleet, watch = cloudwatch
+    seed(double)
+    outcome = gate(double, FakeTime(), alarms=watch).run()
+    assert outcome['verdict'] == 'pass' and outcome['evaluations'] == 6
+    assert [a['state'] for a in outcome['alarms']] == ['OK', 'OK']
+
+
+def test_an_alarm_accepted_at_the_start_counts_again_once_its_state_changes(double, cloudwatch):
+    fleet, watch = cloudwatch
+    seed(double)
+    fleet.alarm('web-5xx', 'ALARM', 'was firing before the deploy')
+    (seen,) = cw.read_alarms(watch.client, ['web-5xx'])
+    watch.accepted = cw.validate_preexisting([{'name': 'web-5xx', 'updated': seen['updated']}])
+    outcome = gate(double, FakeTime(), alarms=watch).run()
+    assert outcome['verdict'] == 'pass' and outcome['alarms'][0]['state'] == 'ALARM'
+    # It recovers and fires again: a new ALARM, not the one accepted.
+    fake = FakeTime()
+    fake.on_sleep.append(lambda n: n == 1 and fleet.alarm('web-5xx', 'OK', 'recovered'))
+    fake.on_sleep.append(lambda n: n == 2 and fleet.alarm('web-5xx', 'ALARM', 'firing again'))
+    outcome = gate(double, fake, alarms=watch).run()
+    assert outcome['verdict'] == 'fail' and outcome['error'].endswith('web-5xx (firing again)')
+
+
+def test_an_unknown_alarm_fails_the_gate_naming_the_option(double):
+    with MotoALB(region='ap-south-1') as alb:
+        watch = AlarmWatch(aws_client(alb.aws_params, 'cloudwatch'), ['no-such-alarm'])
+        seed(double)
+        outcome = gate(double, FakeTime(), alarms=watch).run()
+    assert outcome['verdict'] == 'fail'
+    assert outcome['error'] == ('could not evaluate: Invalid value for option alarms: CloudWatch alarm(s) no-such-alarm '
+                                'not found in this account and region')
