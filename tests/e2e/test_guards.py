@@ -12,8 +12,9 @@ import time
 
 import pytest
 
+from lab.fleet import LAB_ALARMS
 from support.ansible_runner import BIN, ansible_env
-from support.e2e import FAST, PLAYBOOKS, Scenario, applied_scripts, assert_fleet_converged, outcomes, running, running_lab, start_lab
+from support.e2e import FAST, PLAYBOOKS, Scenario, Watcher, applied_scripts, assert_fleet_converged, outcomes, running, running_lab, start_lab
 
 SITE = 'app.example.com-%s'
 
@@ -51,6 +52,65 @@ def test_serial_one_then_half_on_four_hosts(tmp_path):
         assert_fleet_converged(lab, SITE % 2)
     finally:
         lab.stop()
+
+
+@pytest.fixture(scope='module')
+def lab_alarms(tmp_path_factory):
+    with running_lab(tmp_path_factory.mktemp('lab-alarms'), 2, '127.0.25', region='ap-southeast-1') as lab:
+        yield lab
+
+
+def test_an_alarm_that_fires_during_the_bake_reverts_the_canary_at_once(lab_alarms, tmp_path):
+    lab = lab_alarms
+    scenario = Scenario(lab, tmp_path)
+    release = scenario.release(4)     # a good build: only the team's alarm stops it
+
+    def baking(lab):
+        web1 = lab.state()['hosts']['web1']
+        return web1['running'] == [SITE % 4] and web1['routed']
+
+    def fire(lab):
+        lab.fault('alarm', alarm='app-target-p99')
+
+    try:
+        with Watcher(lab, baking, fire) as watcher:
+            run = scenario.play('deploy.yml', dict(release, rollout_bake_seconds=30))
+        assert watcher.fired.is_set()
+    finally:
+        lab.fault('alarm', alarm='app-target-p99', off=True)
+    assert run.rc != 0
+    assert outcomes(run) == {'web1': 'reverted', 'web2': 'untouched'}, run.stdout[-3000:]
+    assert ('CloudWatch alarm fired: 1 CloudWatch alarm(s) in ALARM: app-target-p99 (Threshold Crossed: lab fault)'
+            in run.report['hosts']['web1']['reason'])
+    assert run.report['alarms'] == {'watched': list(LAB_ALARMS), 'preexisting': []}
+    gate = [r for r in run.records if r['host'] == 'web1' and r['task'].endswith('Bake in production and let Elasticsearch decide')]
+    assert gate[0]['ended'] - gate[0]['started'] < 20        # at the next look, not at the end of the 30 s bake
+    assert run.customers['failures'] == 0, run.customers
+    assert applied_scripts(lab, 'web2') == 0
+    assert_fleet_converged(lab, SITE % 1)
+
+
+def test_an_alarm_firing_at_the_start_refuses_the_run_unless_let_pass(lab_alarms, tmp_path):
+    lab = lab_alarms
+    scenario = Scenario(lab, tmp_path)
+    release = scenario.release(5)
+    before = {h: applied_scripts(lab, h) for h in lab.hosts}
+    lab.fault('alarm', alarm='app-target-5xx')
+    try:
+        refused = scenario.play('deploy.yml', release, rps=0)
+        assert refused.rc != 0
+        assert ('Refusing to start: 1 CloudWatch alarm(s) of rollout_alarms in ALARM: app-target-5xx (Threshold Crossed: lab fault)'
+                in refused.stdout), refused.stdout[-3000:]
+        assert {h: applied_scripts(lab, h) for h in lab.hosts} == before and 'app-5.zip' not in lab.artifacts.downloads
+        # Let pass: the run starts and the gates ignore that alarm while it stays in the same ALARM.
+        run = scenario.play('deploy.yml', dict(release, rollout_alarms_preexisting='ignore'))
+    finally:
+        lab.fault('alarm', alarm='app-target-5xx', off=True)
+    assert run.rc == 0, run.stdout[-3000:]
+    assert set(outcomes(run).values()) == {'promoted'}
+    assert [a['name'] for a in run.report['alarms']['preexisting']] == ['app-target-5xx']
+    assert run.customers['failures'] == 0, run.customers
+    assert_fleet_converged(lab, SITE % 5)
 
 
 @pytest.mark.parametrize('bad, message', [

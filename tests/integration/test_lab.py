@@ -19,7 +19,7 @@ import pytest
 import winrm
 
 from lab.dataplane import PinnedHTTPSConnection
-from lab.fleet import GROUP, PUBLIC_NAME, Lab, host_address, loopback_network
+from lab.fleet import GROUP, LAB_ALARMS, PUBLIC_NAME, Lab, host_address, loopback_network
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -207,9 +207,26 @@ def test_faults_switch_on_and_off(lab):
     assert lab.state()['faults'] == []
 
 
+def test_the_alarm_fault_fires_one_of_the_teams_alarms_and_clears_it(lab):
+    assert lab.vars['rollout_alarms'] == list(LAB_ALARMS)
+    assert lab.alarm_states() == {name: 'OK' for name in LAB_ALARMS}
+    lab.fault('alarm', alarm='app-target-5xx')
+    try:
+        alarm = lab.alb.client('cloudwatch').describe_alarms(AlarmNames=['app-target-5xx'])['MetricAlarms'][0]
+        assert (alarm['StateValue'], alarm['StateReason']) == ('ALARM', 'Threshold Crossed: lab fault')
+        assert lab.alarm_states()['app-target-p99'] == 'OK'
+        assert lab.state()['faults'] == ['alarm@app-target-5xx']
+    finally:
+        lab.fault('alarm', alarm='app-target-5xx', off=True)
+    assert lab.alarm_states() == {name: 'OK' for name in LAB_ALARMS}
+    assert lab.state()['faults'] == []
+
+
 def test_unknown_fault_and_host_are_refused(lab):
     with pytest.raises(ValueError, match='unknown fault'):
         lab.fault('disk-full')
+    with pytest.raises(ValueError, match="fault alarm needs the name of a lab alarm; got 'nope'; lab alarms: app-target-5xx, app-target-p99"):
+        lab.fault('alarm', alarm='nope')
     with pytest.raises(ValueError, match="unknown host 'web9'"):
         lab.fault('site-crash', host='web9')
 
@@ -238,6 +255,11 @@ def test_labctl_up_and_down_leave_no_process_or_port_behind(tmp_path):
         built = json.loads(subprocess.run(labctl + ['build', '7', '--dir', str(tmp_path), '--error-rate', '0.2'], capture_output=True,
                                           text=True, timeout=60, check=True).stdout)
         assert built['checksum'].startswith('sha256:') and built['manifest']['error_rate'] == 0.2
+        fired = json.loads(subprocess.run(labctl + ['fault', 'alarm', 'app-target-p99', '--dir', str(tmp_path)], capture_output=True,
+                                          text=True, timeout=60, check=True).stdout)
+        assert fired == {'faults': ['alarm@app-target-p99']}
+        refused = subprocess.run(labctl + ['fault', 'alarm', '--dir', str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode == 1 and 'fault alarm needs the name of a lab alarm; got None' in refused.stdout
     finally:
         down = subprocess.run(labctl + ['down', '--dir', str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
     assert down.returncode == 0 and json.loads(down.stdout)['stopped']

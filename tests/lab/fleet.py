@@ -52,6 +52,8 @@ PUBLIC_NAME = 'app.example.com'
 APP = 'app.example.com'
 GROUP = 'app-https'
 LOG_INDEX_PREFIX = 'iis-logs-'
+# The team's CloudWatch alarms on the app (moto): the rollout watches them (rollout_alarms).
+LAB_ALARMS = ('app-target-5xx', 'app-target-p99')
 WINRM_PORT = 5986
 SITE_PORT = 443
 LAB_PASSWORD = 'lab-Winrm-Pa55'  # a lab-only credential for the WinRM double
@@ -255,6 +257,7 @@ class Lab:
         self._stoppers.append(self.plane.stop)
 
         self._seed_version_1()
+        self._make_alarms()
         self._write_files()
 
     def stop(self):
@@ -300,6 +303,20 @@ class Lab:
                 return
             time.sleep(0.1)
         raise RuntimeError('lab hosts did not become healthy in 30 s')
+
+    def _make_alarms(self):
+        cloudwatch = self.alb.client('cloudwatch')
+        for name, metric, threshold in zip(LAB_ALARMS, ('HTTPCode_Target_5XX_Count', 'TargetResponseTime'), (10.0, 2.0), strict=True):
+            cloudwatch.put_metric_alarm(AlarmName=name, MetricName=metric, Namespace='AWS/ApplicationELB', Statistic='Sum',
+                                        Period=60, EvaluationPeriods=1, Threshold=threshold, ComparisonOperator='GreaterThanThreshold')
+            self._set_alarm(name, 'OK', 'Threshold Crossed: no datapoint above %g' % threshold)
+
+    def _set_alarm(self, name, state, reason):
+        self.alb.client('cloudwatch').set_alarm_state(AlarmName=name, StateValue=state, StateReason=reason)
+
+    def alarm_states(self):
+        alarms = self.alb.client('cloudwatch').describe_alarms(AlarmNames=list(LAB_ALARMS))['MetricAlarms']
+        return {a['AlarmName']: a['StateValue'] for a in alarms}
 
     def _warm(self, address, timeout=60):
         deadline = time.monotonic() + timeout
@@ -417,13 +434,20 @@ class Lab:
                            'target_state': target_state, 'routed': host['instance_id'] in routable}
         return {'hosts': hosts, 'routable': sorted(routable), 'faults': sorted('%s@%s' % k for k, v in self.faults.items() if v)}
 
-    def fault(self, name, host=None, off=False):
+    def fault(self, name, host=None, off=False, alarm=None):
         on = not off
         names = [host] if host else sorted(self.hosts)
         for h in names:
             if h not in self.hosts:
                 raise ValueError('unknown host %r; lab hosts: %s' % (h, ', '.join(sorted(self.hosts))))
-        if name == 'es-down':
+        if name == 'alarm':
+            # The team's alarm goes to ALARM (as when customers' errors cross its threshold), or back to OK.
+            if alarm not in LAB_ALARMS:
+                raise ValueError('fault alarm needs the name of a lab alarm; got %r; lab alarms: %s' % (alarm, ', '.join(LAB_ALARMS)))
+            self._set_alarm(alarm, 'ALARM' if on else 'OK',
+                            'Threshold Crossed: lab fault' if on else 'Threshold Crossed: lab fault cleared')
+            self.faults[('alarm', alarm)] = on
+        elif name == 'es-down':
             self.es.down = on
             self.faults[('es-down', '*')] = on
         elif name == 'aws-throttle':
@@ -453,7 +477,7 @@ class Lab:
                         else:
                             app.crashed = on
         else:
-            raise ValueError('unknown fault %r; valid: es-down, winrm-down, site-crash, health-fail, swap-fail, aws-throttle' % name)
+            raise ValueError('unknown fault %r; valid: es-down, winrm-down, site-crash, health-fail, swap-fail, aws-throttle, alarm' % name)
         return self.state()['faults']
 
     def _throttle(self):
@@ -515,6 +539,7 @@ class Lab:
             'rollout_es_hosts': [self.es.url],
             'rollout_es_index': LOG_INDEX_PREFIX + '*',
             'rollout_events_index': 'deploy-events',
+            'rollout_alarms': list(LAB_ALARMS),
         }
         self.vars_path = self.dir / 'vars.yml'
         self.vars_path.write_text(json.dumps(self.vars, indent=2), encoding='utf-8')

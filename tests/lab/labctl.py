@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 DEFAULT_DIR = ROOT / '.lab'
-FAULTS = ('es-down', 'winrm-down', 'site-crash', 'health-fail', 'swap-fail', 'aws-throttle')
+FAULTS = ('es-down', 'winrm-down', 'site-crash', 'health-fail', 'swap-fail', 'aws-throttle', 'alarm')
 
 
 class LabError(Exception):
@@ -149,8 +149,11 @@ def main(argv=None):
     p.add_argument('action', nargs='?', choices=('run', 'start', 'stop'), default='run')
     p.add_argument('--rps', type=float, default=20)
     p.add_argument('--seconds', type=float, default=10)
-    p = command('fault', lambda a: _call(a.dir, 'POST', '/fault', {'name': a.name, 'host': a.host, 'off': a.off}), help='switch a fault on or off')
+    p = command('fault', lambda a: _call(a.dir, 'POST', '/fault', dict({'name': a.name, 'host': a.host, 'off': a.off},
+                                                                       **({'alarm': a.alarm} if a.alarm else {}))),
+                help='switch a fault on or off')
     p.add_argument('name', choices=FAULTS)
+    p.add_argument('alarm', nargs='?', help='for the alarm fault: the alarm that goes to ALARM (OK with --off)')
     p.add_argument('--host')
     p.add_argument('--off', action='store_true')
     args = parser.parse_args(argv)
