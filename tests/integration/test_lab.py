@@ -19,7 +19,7 @@ import pytest
 import winrm
 
 from lab.dataplane import PinnedHTTPSConnection
-from lab.fleet import GROUP, LAB_ALARMS, PUBLIC_NAME, Lab, host_address, loopback_network
+from lab.fleet import GROUP, LAB_ALARMS, LAB_ASG, PUBLIC_NAME, Lab, host_address, loopback_network
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,7 +159,10 @@ def pings_logged(lab):
 def test_app_requests_are_logged_to_elasticsearch(lab):
     before = pings_logged(lab)
     get(host_address(1, lab.network), 443, lab.ca.ca_path, '/api/ping')
-    assert pings_logged(lab) == before + 1
+    # Logged after the response is sent, as IIS does: the client may read it first.
+    assert wait_until(lambda: pings_logged(lab) == before + 1, timeout=5)
+    time.sleep(0.2)
+    assert pings_logged(lab) == before + 1      # once, not more
 
 
 def test_faults_switch_on_and_off(lab):
@@ -220,6 +223,13 @@ def test_the_alarm_fault_fires_one_of_the_teams_alarms_and_clears_it(lab):
         lab.fault('alarm', alarm='app-target-5xx', off=True)
     assert lab.alarm_states() == {name: 'OK' for name in LAB_ALARMS}
     assert lab.state()['faults'] == []
+
+
+def test_the_hosts_are_in_one_auto_scaling_group_that_never_registers_them(lab):
+    group = lab.asg.client().describe_auto_scaling_groups(AutoScalingGroupNames=[LAB_ASG])['AutoScalingGroups'][0]
+    assert sorted(i['InstanceId'] for i in group['Instances']) == sorted(h['instance_id'] for h in lab.hosts.values())
+    assert {i['LifecycleState'] for i in group['Instances']} == {'InService'}
+    assert (group['DesiredCapacity'], group['MinSize'], group['TargetGroupARNs']) == (3, 1, [])
 
 
 def test_unknown_fault_and_host_are_refused(lab):
