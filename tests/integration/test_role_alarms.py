@@ -7,24 +7,12 @@ tests use as proof that the alarms let it start.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from doubles.es_double import EsDouble
 from doubles.moto_alb import MotoALB
 from doubles.moto_asg import MotoASG
-from support.ansible_runner import ROOT, run_playbook
-
-GOOD = {
-    'rollout_app': 'app.example.com',
-    'rollout_version': '3457',
-    'rollout_package_url': 'https://artifacts.example.com/app-3457.zip',
-    'rollout_package_checksum': 'sha256:' + 'a' * 64,
-    'rollout_target_groups': ['app-https'],
-    'rollout_public_url': 'https://app.example.com/health',
-}
-HOST_READ = 'Read which application site runs on the host'
+from support.preflight import deploy, fact, output, reached_hosts
 
 
 @pytest.fixture(scope='module')
@@ -39,25 +27,6 @@ def cloudwatch():
         fleet.alarm('web-5xx')
         fleet.alarm('web-latency')
         yield alb, fleet
-
-
-def deploy(es, tmp_path, alb=None, **extra):
-    variables = dict(GOOD, rollout_es_hosts=[es.url], **extra)
-    if alb is not None:
-        variables['rollout_aws'] = alb if isinstance(alb, dict) else alb.aws_options
-    path = tmp_path / 'vars.json'
-    path.write_text(json.dumps(variables), encoding='utf-8')
-    es.reset_counters()
-    return run_playbook(ROOT / 'playbooks' / 'deploy.yml', inventory='web1,web2,', args=['-e', '@%s' % path, '-f', '2'])
-
-
-def output(run):
-    return '\n'.join([run.stdout, run.stderr] + [r['result'].get('msg', '') for r in run.records
-                                                 if isinstance(r.get('result', {}).get('msg'), str)])
-
-
-def reached_hosts(run):
-    return sorted({r['host'] for r in run.records if r['task'].endswith(HOST_READ)})
 
 
 @pytest.mark.parametrize('bad', ['web-5xx', [''], ['web-5xx', 7], {'web-https': ['web-5xx']}, {'app-https': 'web-5xx'}, 3],
@@ -105,8 +74,7 @@ def test_ignore_lets_the_run_start_and_says_so(es, tmp_path, cloudwatch):
     assert 'WARNING: rollout_alarms_preexisting=ignore: starting while web-latency in ALARM' in output(run), output(run)[-3000:]
     assert 'Refusing to start' not in output(run)
     assert reached_hosts(run) == ['web1', 'web2']   # past the alarms: the hosts are read (and do not exist here)
-    recorded = [r for r in run.records if r['task'].endswith('Record the alarms the bakes watch')]
-    state = recorded[0]['result']['ansible_facts']['__rollout_run_state']['alarms']
+    state = fact(run, 'Record the alarms the bakes watch', '__rollout_run_state')['alarms']
     assert state['watched'] == ['web-5xx', 'web-latency']
     assert [(a['name'], a['state'], a['reason']) for a in state['preexisting']] == [('web-latency', 'ALARM', 'Threshold Crossed')]
 
