@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from lab.fleet import LAB_ALARMS
+from lab.fleet import LAB_ALARMS, LAB_ASG
 from support.ansible_runner import BIN, ansible_env
 from support.e2e import FAST, PLAYBOOKS, Scenario, Watcher, applied_scripts, assert_fleet_converged, outcomes, running, running_lab, start_lab
 
@@ -109,8 +109,27 @@ def test_an_alarm_firing_at_the_start_refuses_the_run_unless_let_pass(lab_alarms
     assert run.rc == 0, run.stdout[-3000:]
     assert set(outcomes(run).values()) == {'promoted'}
     assert [a['name'] for a in run.report['alarms']['preexisting']] == ['app-target-5xx']
+    assert {h: (v['group'], v['lifecycle_state']) for h, v in run.report['autoscaling']['hosts'].items()} == {
+        'web1': (LAB_ASG, 'InService'), 'web2': (LAB_ASG, 'InService')}
     assert run.customers['failures'] == 0, run.customers
     assert_fleet_converged(lab, SITE % 5)
+
+
+def test_an_instance_refresh_in_the_hosts_group_refuses_the_run_before_any_change(lab_alarms, tmp_path):
+    lab = lab_alarms
+    scenario = Scenario(lab, tmp_path)
+    release = scenario.release(6)
+    before = {h: applied_scripts(lab, h) for h in lab.hosts}
+    refresh = lab.asg.client().start_instance_refresh(AutoScalingGroupName=LAB_ASG)['InstanceRefreshId']
+    try:
+        lab.asg.set_refresh(LAB_ASG, 'InProgress', percentage=10)
+        run = scenario.play('deploy.yml', release, rps=0)
+    finally:
+        lab.asg.set_refresh(LAB_ASG, 'Cancelled')
+    assert run.rc != 0
+    assert ('Refusing to start: Auto Scaling group %s has an instance refresh InProgress (%s, 10%% complete)' % (LAB_ASG, refresh)
+            in run.stdout), run.stdout[-3000:]
+    assert {h: applied_scripts(lab, h) for h in lab.hosts} == before and 'app-6.zip' not in lab.artifacts.downloads
 
 
 @pytest.mark.parametrize('bad, message', [

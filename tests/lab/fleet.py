@@ -39,6 +39,7 @@ from moto.elbv2.exceptions import ELBClientError
 from doubles.es_double import EsDouble
 from doubles.iis_sim import add_production_site
 from doubles.moto_alb import MotoALB
+from doubles.moto_asg import MotoASG
 from doubles.winrm_double import WinRMDouble
 from lab import packages
 from lab.app_site import AppSite
@@ -54,6 +55,9 @@ GROUP = 'app-https'
 LOG_INDEX_PREFIX = 'iis-logs-'
 # The team's CloudWatch alarms on the app (moto): the rollout watches them (rollout_alarms).
 LAB_ALARMS = ('app-target-5xx', 'app-target-p99')
+# The hosts' Auto Scaling group (moto); not attached to the target group, so
+# that it never registers a host itself.
+LAB_ASG = 'app-asg'
 WINRM_PORT = 5986
 SITE_PORT = 443
 LAB_PASSWORD = 'lab-Winrm-Pa55'  # a lab-only credential for the WinRM double
@@ -237,6 +241,7 @@ class Lab:
         self.groups = dict(seeded['groups'])
         self.group_arn = self.groups[GROUP]
         self.load_balancer_arn = seeded['load_balancer_arn']
+        self.subnets = seeded['subnets']
 
         self.winrm = WinRMDouble(user='canary', password=LAB_PASSWORD)
         self._stoppers.append(self.winrm.stop)
@@ -258,6 +263,9 @@ class Lab:
 
         self._seed_version_1()
         self._make_alarms()
+        self.asg = MotoASG(self.alb).__enter__()
+        self._stoppers.append(lambda: self.asg.__exit__(None, None, None))
+        self.asg.create_group(LAB_ASG, [h['instance_id'] for h in self.hosts.values()], min_size=1, subnets=self.subnets[:1])
         self._write_files()
 
     def stop(self):
