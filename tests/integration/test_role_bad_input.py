@@ -8,15 +8,7 @@ import pytest
 
 from doubles.es_double import EsDouble
 from support.ansible_runner import ROOT, run_playbook
-
-GOOD = {
-    'rollout_app': 'app.example.com',
-    'rollout_version': '3457',
-    'rollout_package_url': 'https://artifacts.example.com/app-3457.zip',
-    'rollout_package_checksum': 'sha256:' + 'a' * 64,
-    'rollout_target_groups': ['app-https'],
-    'rollout_public_url': 'https://app.example.com/health',
-}
+from support.preflight import GOOD
 
 
 @pytest.fixture(scope='module')
