@@ -8,18 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from doubles.es_double import EsDouble
 from doubles.moto_alb import MotoALB
 from doubles.moto_asg import MotoASG
 from support.preflight import deploy, fact, output, reached_hosts
 
 HOSTS = ['web1', 'web2', 'web3']
-
-
-@pytest.fixture(scope='module')
-def es():
-    with EsDouble('es8') as running:
-        yield running
 
 
 @pytest.fixture

@@ -6,15 +6,8 @@ import json
 
 import pytest
 
-from doubles.es_double import EsDouble
 from support.ansible_runner import ROOT, run_playbook
 from support.preflight import GOOD
-
-
-@pytest.fixture(scope='module')
-def es():
-    with EsDouble('es8') as running:
-        yield running
 
 
 def deploy(es, tmp_path, **bad):
