@@ -10,6 +10,8 @@ safe) and the problem list are pure functions tested on tables of cases.
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.immune.canary.plugins.module_utils._aws import describe_aws_error
 from ansible_collections.immune.canary.plugins.module_utils._common import CanaryError, Stopwatch
 from ansible_collections.immune.canary.plugins.module_utils._elbv2 import AWS_ERRORS
@@ -27,6 +29,18 @@ ROLLOUT_PROCESSES = ('AZRebalance', 'AlarmNotification', 'HealthCheck', 'Instanc
 REFRESH_ACTIVE = frozenset(('Pending', 'InProgress', 'Cancelling', 'RollbackInProgress', 'Baking'))
 
 STATES = ('query', 'suspended', 'resumed', 'standby', 'in_service')
+
+# The record a run leaves on each group where it suspends processes, as two
+# tags of the group, written before the processes are suspended and deleted
+# after they are resumed: if the run dies in between, the next run that reads
+# the group (rollback.yml, the next deploy) finds what to resume, and nothing
+# an operator suspended is in it.
+RECORD_PROCESSES_TAG = 'immune-canary:suspended-processes'
+RECORD_BY_TAG = 'immune-canary:suspended-by'
+# Characters AWS allows in a tag value (and the length it allows).
+RECORD_PATTERN = re.compile(r'^[\w .:/=+@-]{1,256}$')
+# processes=recorded with state=resumed: what the groups' records name.
+RECORDED = 'recorded'
 
 # API limits: DescribeAutoScalingInstances takes 50 ids, DescribeAutoScalingGroups 100 names.
 INSTANCE_BATCH = 50
@@ -63,17 +77,32 @@ def validate_processes(option, values):
     return names
 
 
-def validate(state, instance_ids=None, groups=None, processes=None):
+def validate_record(record):
+    """The run id a suspension is recorded under: a valid tag value, or CanaryError naming the option."""
+    if record is None:
+        return None
+    if not isinstance(record, str) or not RECORD_PATTERN.match(record):
+        raise CanaryError('Invalid value for option record: %r; expected 1 to 256 letters, digits, spaces or _ . : / = + - @ '
+                          '(it becomes the value of the tag %s)' % (record, RECORD_BY_TAG))
+    return record
+
+
+def validate(state, instance_ids=None, groups=None, processes=None, record=None):
     """Check the options for ``state``. Returns ``(instance_ids, groups, processes)`` normalized.
 
     ``processes`` is a list for ``suspended`` (the rollout list when None);
     for ``resumed`` a dict group -> list, or a list that applies to every
-    group of ``groups``; it becomes a dict group -> list.
+    group of ``groups``; it becomes a dict group -> list; or ``recorded``,
+    which it stays (what each group's record names).
     """
     if state not in STATES:
         raise CanaryError('Invalid value for option state: %r; expected one of %s' % (state, ', '.join(STATES)))
     ids = _names('instance_ids', instance_ids)
     names = _names('groups', groups)
+    if record is not None and state != 'suspended':
+        raise CanaryError('Invalid options: record is only used with state=suspended (state=resumed with processes=%s '
+                          'reads it back)' % RECORDED)
+    validate_record(record)
     if state == 'query':
         if not ids and not names:
             raise CanaryError('Invalid options: state=query needs instance_ids or groups')
@@ -96,6 +125,10 @@ def validate(state, instance_ids=None, groups=None, processes=None):
                               % ', '.join(PROCESSES))
         return ids, names, chosen
     # resumed: exactly what the caller names, never "all".
+    if processes == RECORDED:
+        if not ids and not names:
+            raise CanaryError('Invalid options: state=resumed with processes=%s needs groups or instance_ids' % RECORDED)
+        return ids, names, RECORDED
     if ids:
         raise CanaryError('Invalid options: state=resumed takes groups and processes, not instance_ids')
     if isinstance(processes, dict):
@@ -156,6 +189,34 @@ def refresh_view(refreshes):
     }
 
 
+def record_view(tags):
+    """The suspension a run recorded in a group's tags: ``{processes, by}``, or None.
+
+    Only names AWS knows are kept: a tag edited by hand cannot make a run
+    resume something else.
+    """
+    values = {tag.get('Key'): tag.get('Value') or '' for tag in tags or []}
+    names = values.get(RECORD_PROCESSES_TAG, '').split()
+    processes = [name for name in PROCESSES if name in names]
+    if not processes:
+        return None
+    return {'processes': processes, 'by': values.get(RECORD_BY_TAG, '')}
+
+
+def merge_record(record, processes, by):
+    """The record after a run suspends ``processes``: what was recorded already stays in it."""
+    recorded = set(record['processes']) if record else set()
+    return {'processes': [name for name in PROCESSES if name in recorded or name in processes], 'by': by}
+
+
+def shrink_record(record, resumed):
+    """The record after ``resumed`` were resumed: None when nothing is left to resume."""
+    if not record:
+        return None
+    left = [name for name in record['processes'] if name not in resumed]
+    return dict(record, processes=left) if left else None
+
+
 def group_view(raw, refreshes=None):
     """One group as documented, from DescribeAutoScalingGroups (and its refreshes, when read)."""
     instances = raw.get('Instances') or []
@@ -172,6 +233,7 @@ def group_view(raw, refreshes=None):
         'availability_zones': list(raw.get('AvailabilityZones') or []),
         'target_group_arns': list(raw.get('TargetGroupARNs') or []),
         'suspended_processes': sorted(p['ProcessName'] for p in raw.get('SuspendedProcesses') or [] if p.get('ProcessName')),
+        'record': record_view(raw.get('Tags')),
         'instance_refresh': refresh,
         'refresh_in_progress': bool(refresh and refresh['status'] in REFRESH_ACTIVE),
     }
@@ -274,6 +336,34 @@ def resume_processes(client, name, processes):
         raise describe_aws_error('resume processes %s of Auto Scaling group %s' % (', '.join(processes), name), exc) from exc
 
 
+def _record_tags(name, keys, record=None):
+    tags = []
+    for key in keys:
+        tag = {'ResourceId': name, 'ResourceType': 'auto-scaling-group', 'Key': key}
+        if record is not None:
+            value = ' '.join(record['processes']) if key == RECORD_PROCESSES_TAG else record['by']
+            tag.update(Value=value, PropagateAtLaunch=False)
+        tags.append(tag)
+    return tags
+
+
+def write_record(client, name, record):
+    """Tag the group with the processes a run suspends (and the run), before it suspends them."""
+    try:
+        client.create_or_update_tags(Tags=_record_tags(name, (RECORD_PROCESSES_TAG, RECORD_BY_TAG), record))
+    except AWS_ERRORS as exc:
+        raise describe_aws_error('record the processes to suspend in tags %s and %s of Auto Scaling group %s'
+                                 % (RECORD_PROCESSES_TAG, RECORD_BY_TAG, name), exc) from exc
+
+
+def delete_record(client, name):
+    try:
+        client.delete_tags(Tags=_record_tags(name, (RECORD_PROCESSES_TAG, RECORD_BY_TAG)))
+    except AWS_ERRORS as exc:
+        raise describe_aws_error('delete tags %s and %s of Auto Scaling group %s' % (RECORD_PROCESSES_TAG, RECORD_BY_TAG, name),
+                                 exc) from exc
+
+
 def enter_standby(client, name, instance_id):
     try:
         client.enter_standby(AutoScalingGroupName=name, InstanceIds=[instance_id], ShouldDecrementDesiredCapacity=True)
@@ -295,12 +385,13 @@ def exit_standby(client, name, instance_id):
 class AutoScaling:
     """Read or change the Auto Scaling groups of a fleet. ``check_mode`` skips every mutating call."""
 
-    def __init__(self, client, state, instance_ids=(), groups=(), processes=None, check_mode=False, stopwatch=None):
+    def __init__(self, client, state, instance_ids=(), groups=(), processes=None, check_mode=False, stopwatch=None, record=None):
         self.client = client
         self.state = state
         self.instance_ids = list(instance_ids)
         self.group_names = list(groups)
         self.processes = processes
+        self.record = record
         self.check_mode = check_mode
         self.stopwatch = stopwatch or Stopwatch()
         self.changed = False
@@ -371,34 +462,57 @@ class AutoScaling:
                 now[view['name']] = suspend
         self.changed = bool(now)
         before = {v['name']: list(v['suspended_processes']) for v in views}
+        for view in views:
+            if self.record is not None and view['suspended_now']:
+                view['record_after'] = merge_record(view['record'], view['suspended_now'], self.record)
         if not self.check_mode:
             done = self.partial['suspended_now'] = {}
             for view in views:
                 if view['suspended_now']:
+                    # The record first: a run that dies right after the call still leaves it.
+                    if 'record_after' in view:
+                        write_record(self.client, view['name'], view['record_after'])
                     suspend_processes(self.client, view['name'], view['suspended_now'])
                     done[view['name']] = view['suspended_now']
         for view in views:  # after the calls, or as predicted in check mode
             view['suspended_processes'] = sorted(set(view['suspended_processes']) | set(view['suspended_now']))
+            view['record'] = view.pop('record_after', view['record'])
         return self.result(suspended_now=now, diff=self._diff(before, views))
 
     def _resumed(self):
-        views = self._read_groups(self.group_names)
+        if self.processes == RECORDED:
+            self._read_instances()
+            views = self._read_groups(self._all_group_names())
+            wanted = {v['name']: v['record']['processes'] if v['record'] else [] for v in views}
+        else:
+            views = self._read_groups(self.group_names)
+            wanted = self.processes
+        records = {v['name']: v['record'] for v in views if v['record']}
         now = {}
         for view in views:
-            resume, idle = plan_resume(self.processes[view['name']], view['suspended_processes'])
+            resume, idle = plan_resume(wanted[view['name']], view['suspended_processes'])
             view['resumed_now'] = resume
             view['not_suspended'] = idle
             if resume:
                 now[view['name']] = resume
-        self.changed = bool(now)
         before = {v['name']: list(v['suspended_processes']) for v in views}
+        for view in views:
+            view['record_after'] = shrink_record(view['record'], wanted[view['name']])
+        self.changed = bool(now) or any(v['record_after'] != v['record'] for v in views)
         if not self.check_mode:
             for view in views:
                 if view['resumed_now']:
                     resume_processes(self.client, view['name'], view['resumed_now'])
+                # The record last: a run that dies before this resumes again, which changes nothing.
+                if view['record_after'] != view['record']:
+                    if view['record_after']:
+                        write_record(self.client, view['name'], view['record_after'])
+                    else:
+                        delete_record(self.client, view['name'])
         for view in views:
             view['suspended_processes'] = [p for p in view['suspended_processes'] if p not in view['resumed_now']]
-        return self.result(resumed_now=now, diff=self._diff(before, views))
+            view['record'] = view.pop('record_after')
+        return self.result(resumed_now=now, records=records, diff=self._diff(before, views))
 
     @staticmethod
     def _diff(before, views):

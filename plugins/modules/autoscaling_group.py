@@ -39,7 +39,7 @@ options:
       - EC2 instance IDs, usually the hosts' C(instance_id). An instance in no Auto Scaling group is reported with
         C(group=null) and is not an error for V(query) and V(suspended).
       - V(standby) and V(in_service) take exactly one.
-      - Not used with V(resumed).
+      - With V(resumed), only with O(processes=recorded).
     type: list
     elements: str
     default: []
@@ -57,12 +57,24 @@ options:
         V(AZRebalance), V(AlarmNotification), V(HealthCheck), V(InstanceRefresh), V(ReplaceUnhealthy) and
         V(ScheduledActions) (see the notes for why these and not the others).
       - With V(resumed), required. Either a dict of group name to a list of processes, as V(suspended) returns it in
-        RV(suspended_now), or a list that applies to every group in O(groups). Only the processes given are resumed,
-        never all of them.
+        RV(suspended_now), or a list that applies to every group in O(groups), or V(recorded), meaning for each group of
+        O(groups) and of O(instance_ids), the processes its record names (see O(record)). Only the processes given are
+        resumed, never all of them. The processes resumed leave the groups' records; a record left empty is deleted.
       - Process names are AWS's, V(Launch), V(Terminate), V(AddToLoadBalancer), V(AlarmNotification), V(AZRebalance),
         V(HealthCheck), V(InstanceRefresh), V(ReplaceUnhealthy) and V(ScheduledActions); any other name is refused
         before any call, with an error naming this option and the valid names.
     type: raw
+  record:
+    description:
+      - With V(suspended), record what this run suspends in two tags of each group where it suspends a process,
+        C(immune-canary:suspended-processes) (the processes, separated by spaces, with any recorded before) and
+        C(immune-canary:suspended-by) (this value, usually the run id). The tags are written before the processes are
+        suspended, so a run that dies at any point leaves them. A later run reads them back with O(state=resumed) and
+        O(processes=recorded), which resumes exactly those processes and then deletes the tags.
+      - "1 to 256 letters, digits, spaces or C(_ . : / = + - @) (AWS's rule for tag values)."
+      - The tags do not propagate to instances.
+    type: str
+    version_added: 0.2.0
 extends_documentation_fragment:
   - immune.canary.aws
   - immune.canary.attributes
@@ -83,14 +95,16 @@ notes:
     suspended nothing replaces an instance that really died, and neither is needed once the processes above are
     suspended. V(AddToLoadBalancer) is never suspended: an instance launched while it is suspended stays out of the
     target groups even after it is resumed."
-  - "Suspended processes are a property of the group, not of the run: a run that dies leaves them suspended. Keep
-    RV(suspended_now) where a later run can read it, and resume exactly that."
+  - "Suspended processes are a property of the group, not of the run: a run that dies leaves them suspended. Use
+    O(record) so that the group itself says what to resume, or keep RV(suspended_now) where a later run can read it,
+    and resume exactly that."
   - "V(standby) and V(in_service) return once AWS has accepted the call; the instance then goes through
     C(EnteringStandby) (leaving the target groups, with their deregistration delay) or C(Pending) (joining them again).
     Wait for the target groups with M(immune.canary.alb_target)."
   - "IAM: C(autoscaling:DescribeAutoScalingInstances), C(autoscaling:DescribeAutoScalingGroups) and
     C(autoscaling:DescribeInstanceRefreshes) for V(query); C(autoscaling:SuspendProcesses) and
-    C(autoscaling:ResumeProcesses) for V(suspended) and V(resumed); C(autoscaling:EnterStandby) and
+    C(autoscaling:ResumeProcesses) for V(suspended) and V(resumed), with C(autoscaling:CreateOrUpdateTags) and
+    C(autoscaling:DeleteTags) when a record is written or deleted; C(autoscaling:EnterStandby) and
     C(autoscaling:ExitStandby) for V(standby) and V(in_service)."
 attributes:
   action_group:
@@ -137,6 +151,22 @@ EXAMPLES = r"""
   delegate_to: localhost
   run_once: true
   when: suspension.suspended_now | length > 0
+
+- name: Suspend them with a record in the groups' tags, which outlives a run that dies
+  immune.canary.autoscaling_group:
+    instance_ids: "{{ ansible_play_hosts | map('extract', hostvars, 'instance_id') | list }}"
+    state: suspended
+    record: "{{ run_id }}"
+  delegate_to: localhost
+  run_once: true
+
+- name: Resume what any run recorded in these groups (after a run that died, too)
+  immune.canary.autoscaling_group:
+    instance_ids: "{{ ansible_play_hosts | map('extract', hostvars, 'instance_id') | list }}"
+    state: resumed
+    processes: recorded
+  delegate_to: localhost
+  run_once: true
 
 - name: Drain this server by putting it in standby (refused if its group would drop below its minimum)
   immune.canary.autoscaling_group:
@@ -325,6 +355,7 @@ ARGUMENT_SPEC = aws_argument_spec(
     groups=dict(type='list', elements='str', default=[]),
     # raw: a list for suspended, a dict group -> list (or a list) for resumed; validate() checks both.
     processes=dict(type='raw'),
+    record=dict(type='str'),
 )
 
 
@@ -338,11 +369,12 @@ def main():
     if not params['validate_certs']:
         module.warn('validate_certs is false: the TLS certificate of the AWS endpoint is not checked')
     try:
-        instance_ids, groups, processes = validate(params['state'], params['instance_ids'], params['groups'], params['processes'])
+        instance_ids, groups, processes = validate(params['state'], params['instance_ids'], params['groups'], params['processes'],
+                                                     params['record'])
         validate_endpoint_url(params.get('endpoint_url'))
         client = aws_client(params, 'autoscaling')
         result = AutoScaling(client, params['state'], instance_ids, groups, processes, check_mode=module.check_mode,
-                             stopwatch=stopwatch).run()
+                             stopwatch=stopwatch, record=params['record']).run()
     except CanaryError as error:
         base['elapsed'] = stopwatch.elapsed()
         fail_from_error(module, error, **base)

@@ -14,11 +14,18 @@ import subprocess
 import time
 
 from doubles.moto_alb import FAKE_SECRET_KEY
-from lab.fleet import LAB_PASSWORD
+from lab.fleet import LAB_ASG, LAB_PASSWORD
 from support.ansible_runner import BIN, ansible_env
 from support.e2e import PLAYBOOKS, Watcher, WebhookReceiver, applied_scripts, assert_fleet_converged, outcomes, running
 
 SITE = 'app.example.com-%s'
+# What a rollout suspends in the hosts' Auto Scaling group, in AWS's order as the record lists them.
+SUSPENDED = ['AlarmNotification', 'AZRebalance', 'HealthCheck', 'InstanceRefresh', 'ReplaceUnhealthy', 'ScheduledActions']
+
+
+def record_tags(lab):
+    groups = lab.asg.client().describe_auto_scaling_groups(AutoScalingGroupNames=[LAB_ASG])['AutoScalingGroups']
+    return {t['Key']: t['Value'] for t in groups[0].get('Tags', []) if t['Key'].startswith('immune-canary:')}
 
 
 def test_good_build_is_promoted_everywhere_without_a_failed_request(scenario):
@@ -43,6 +50,11 @@ def test_good_build_is_promoted_everywhere_without_a_failed_request(scenario):
     assert_fleet_converged(scenario.lab, SITE % 2)
     events = scenario.lab.es.count('deploy-events')
     assert events >= 5  # started, 3 promoted, succeeded
+    # The group was kept from replacing or resizing the fleet during the run, and is as it was after it.
+    autoscaling = run.report['autoscaling']
+    assert sorted(autoscaling['suspended'][LAB_ASG]) == sorted(SUSPENDED), autoscaling
+    assert sorted(autoscaling['resumed'][LAB_ASG]) == sorted(SUSPENDED) and autoscaling['repaired'] == {}
+    assert scenario.lab.asg.suspended(LAB_ASG) == [] and record_tags(scenario.lab) == {}
 
 
 def test_same_version_again_is_nothing_to_do(scenario):
@@ -128,6 +140,8 @@ def test_winrm_lost_during_host_3_deploy_reverts_everything(scenario):
 def test_killed_controller_is_recovered_by_rollback(scenario, tmp_path):
     lab = scenario.lab
     release = scenario.release(7)
+    # An operator's own suspension, which no run may resume.
+    lab.asg.client().suspend_processes(AutoScalingGroupName=LAB_ASG, ScalingProcesses=['Launch', 'AZRebalance'])
     variables = tmp_path / 'vars.json'
     variables.write_text(json.dumps(dict(release, rollout_bake_seconds=30)), encoding='utf-8')
     proc = subprocess.Popen([str(BIN / 'ansible-playbook'), str(PLAYBOOKS / 'deploy.yml'), '-i', str(lab.inventory_path),
@@ -141,10 +155,20 @@ def test_killed_controller_is_recovered_by_rollback(scenario, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
+    # The dead run left the group's processes suspended, and said so in the group's tags.
+    ours = [p for p in SUSPENDED if p != 'AZRebalance']
+    assert lab.asg.suspended(LAB_ASG) == sorted(ours + ['AZRebalance', 'Launch'])
+    tags = record_tags(lab)
+    assert tags['immune-canary:suspended-processes'] == ' '.join(ours), tags
+    assert tags['immune-canary:suspended-by'].startswith('app.example.com-7-'), tags
     # No version named: the fallbacks recorded by the killed run's `started` event.
     run = scenario.play('rollback.yml')
     assert run.rc == 0, run.stdout[-3000:]
     assert_fleet_converged(lab, SITE % 2)
+    # The rollback resumed exactly what the dead run had suspended, at its end.
+    assert run.report['autoscaling']['resumed'] == {LAB_ASG: ours}, run.report['autoscaling']
+    assert lab.asg.suspended(LAB_ASG) == ['AZRebalance', 'Launch'] and record_tags(lab) == {}
+    lab.asg.client().resume_processes(AutoScalingGroupName=LAB_ASG, ScalingProcesses=['Launch', 'AZRebalance'])
     # A second rollback finds nothing to do.
     again = scenario.play('rollback.yml', {'rollback_to': '2'}, rps=0)
     assert again.rc == 0
@@ -163,4 +187,45 @@ def test_check_mode_changes_nothing_anywhere(scenario):
     assert {h: applied_scripts(lab, h) for h in lab.hosts} == before_scripts
     assert lab.es.count('deploy-events') == before_events
     assert len(lab.artifacts.downloads) == before_downloads
+    assert lab.asg.suspended(LAB_ASG) == [] and record_tags(lab) == {}
+    assert_fleet_converged(lab, SITE % 2)
+
+
+def test_a_failed_revert_still_reverts_the_others_resumes_auto_scaling_and_reports(scenario):
+    lab = scenario.lab
+    # web1 is promoted; web2's warm-up is too slow; its revert cannot start the old site again.
+    release = scenario.release(9, host_latency_ms={'web2': 400})
+
+    def web2_warming(lab):
+        return running(lab)['web2'] == [SITE % 9]
+
+    def swap_fails(lab):
+        lab.fault('swap-fail', host='web2')
+
+    try:
+        with Watcher(lab, web2_warming, swap_fails) as watcher:
+            run = scenario.play('deploy.yml', release)
+        assert watcher.fired.is_set()
+    finally:
+        lab.fault('swap-fail', host='web2', off=True)
+    assert run.rc != 0
+    # The run went on: web1 reconciled, the report written, the lock released, the group's processes resumed.
+    assert outcomes(run) == {'web1': 'reconciled', 'web2': 'reverted_failed', 'web3': 'untouched'}, run.stdout[-3000:]
+    assert run.report['result'] == 'aborted'
+    web2 = run.report['hosts']['web2']
+    assert web2['failed_step'] == 'Stop the new site and start the fallback site' and '0x80070020' in web2['reason'], web2
+    text = ' '.join(run.stdout.split())
+    assert 'web2 could not be reverted (run playbooks/rollback.yml once the cause is fixed)' in text, run.stdout[-3000:]
+    assert sorted(run.report['autoscaling']['resumed'][LAB_ASG]) == sorted(SUSPENDED)
+    assert lab.asg.suspended(LAB_ASG) == [] and record_tags(lab) == {}
+    assert lab.es.get_source('canary-locks', 'app.example.com') is None
+    # web2 is out of service (never back on the bad release); web1 and web3 served customers throughout.
+    state = lab.state()['hosts']
+    assert running(lab)['web1'] == running(lab)['web3'] == [SITE % 2]
+    assert not state['web2']['routed']
+    assert run.customers['failures'] == 0, run.customers
+    # Once the cause is gone, the rollback finishes the job.
+    again = scenario.play('rollback.yml', {'rollback_to': '2'})
+    assert again.rc == 0, again.stdout[-3000:]
+    assert outcomes(again) == {'web1': 'unchanged', 'web2': 'rolled_back', 'web3': 'unchanged'}
     assert_fleet_converged(lab, SITE % 2)

@@ -11,6 +11,8 @@ from support.ansible_runner import run_module
 from support.module_main import run_main
 
 ROLLOUT = ['AZRebalance', 'AlarmNotification', 'HealthCheck', 'InstanceRefresh', 'ReplaceUnhealthy', 'ScheduledActions']
+# What a record lists, in AWS's order.
+RECORDED = ['AlarmNotification', 'AZRebalance', 'HealthCheck', 'InstanceRefresh', 'ReplaceUnhealthy', 'ScheduledActions']
 VALID = ('valid processes are Launch, Terminate, AddToLoadBalancer, AlarmNotification, AZRebalance, HealthCheck, InstanceRefresh, '
          'ReplaceUnhealthy, ScheduledActions')
 
@@ -118,6 +120,61 @@ def test_suspend_and_resume_exactly_what_the_run_suspended(fleet):
     assert fleet.suspended('web-asg') == ['AZRebalance'] and fleet.suspended('solo-asg') == []
 
 
+def record_tags(fleet, name):
+    groups = fleet.client().describe_auto_scaling_groups(AutoScalingGroupNames=[name])['AutoScalingGroups']
+    return {t['Key']: t['Value'] for t in groups[0].get('Tags', []) if t['Key'].startswith('immune-canary:')}
+
+
+def test_a_recorded_suspension_outlives_the_run_and_is_resumed_exactly(fleet):
+    ids = fleet.ids
+    ours = [p for p in ROLLOUT if p != 'AZRebalance']
+    suspend = args(fleet, instance_ids=[ids[0], ids[3]], state='suspended', record='app-3457-20261206T101500Z')
+
+    run = run_module('autoscaling_group', suspend, check=True)
+    assert (run.failed, run.result['changed']) == (False, True), run.result
+    assert run.result['groups'][0]['record'] == {'processes': ours, 'by': 'app-3457-20261206T101500Z'}    # as predicted
+    assert record_tags(fleet, 'web-asg') == {} and fleet.suspended('web-asg') == ['AZRebalance', 'Launch']
+
+    run = run_module('autoscaling_group', suspend)
+    assert (run.failed, run.result['suspended_now']) == (False, {'web-asg': ours, 'solo-asg': ROLLOUT}), run.result
+    # The operator's AZRebalance is not in the record: no later run resumes it.
+    assert record_tags(fleet, 'web-asg') == {'immune-canary:suspended-processes': ' '.join(ours),
+                                             'immune-canary:suspended-by': 'app-3457-20261206T101500Z'}
+    assert record_tags(fleet, 'solo-asg')['immune-canary:suspended-processes'] == ' '.join(RECORDED)
+    run = run_module('autoscaling_group', args(fleet, instance_ids=[ids[0]]))
+    assert run.result['groups'][0]['record'] == {'processes': ours, 'by': 'app-3457-20261206T101500Z'}
+
+    # The run dies here. A later run, knowing only its hosts, resumes what the groups' records name.
+    repair = args(fleet, instance_ids=[ids[0], ids[3], ids[4]], state='resumed', processes='recorded')
+    run = run_module('autoscaling_group', repair, check=True)
+    assert (run.failed, run.result['changed'], run.result['resumed_now']) == (False, True, {'web-asg': ours, 'solo-asg': RECORDED})
+    assert fleet.suspended('web-asg') == sorted(ROLLOUT + ['Launch']) and record_tags(fleet, 'web-asg') != {}
+
+    run = run_module('autoscaling_group', repair)
+    assert (run.failed, run.result['changed'], run.result['resumed_now']) == (False, True, {'web-asg': ours, 'solo-asg': RECORDED})
+    assert run.result['records']['web-asg'] == {'processes': ours, 'by': 'app-3457-20261206T101500Z'}
+    assert fleet.suspended('web-asg') == ['AZRebalance', 'Launch'] and fleet.suspended('solo-asg') == []
+    assert record_tags(fleet, 'web-asg') == {} and record_tags(fleet, 'solo-asg') == {}
+    assert [g['record'] for g in run.result['groups']] == [None, None]
+
+    for check in (True, False):
+        run = run_module('autoscaling_group', repair, check=check)
+        assert (run.failed, run.result['changed'], run.result['resumed_now'], run.result['records']) == (False, False, {}, {})
+
+    # A run that died after resuming, before deleting its record: the record goes, nothing else changes.
+    assert not run_module('autoscaling_group', dict(suspend, processes=['HealthCheck'], instance_ids=[ids[3]])).failed
+    fleet.client().resume_processes(AutoScalingGroupName='solo-asg', ScalingProcesses=['HealthCheck'])
+    run = run_module('autoscaling_group', dict(repair, instance_ids=[ids[3]]))
+    assert (run.failed, run.result['changed'], run.result['resumed_now']) == (False, True, {}), run.result
+    assert record_tags(fleet, 'solo-asg') == {}
+
+    # Resuming by hand what a record names takes it out of the record.
+    assert not run_module('autoscaling_group', dict(suspend, processes=['HealthCheck', 'AZRebalance'], instance_ids=[ids[3]])).failed
+    run = run_module('autoscaling_group', args(fleet, state='resumed', groups=['solo-asg'], processes=['HealthCheck']))
+    assert run.result['groups'][0]['record'] == {'processes': ['AZRebalance'], 'by': 'app-3457-20261206T101500Z'}
+    assert record_tags(fleet, 'solo-asg')['immune-canary:suspended-processes'] == 'AZRebalance'
+
+
 def test_standby_and_back_in_service(fleet):
     target = fleet.ids[0]
     standby = args(fleet, instance_ids=[target], state='standby')
@@ -218,6 +275,8 @@ BAD = [
     ({'state': 'query'}, 'Invalid options: state=query needs instance_ids or groups'),
     ({'state': 'gone', 'groups': ['web-asg']}, 'value of state must be one of: query, suspended, resumed, standby, in_service'),
     ({'groups': ['web-asg'], 'endpoint_url': 'http://'}, "Invalid value for option endpoint_url: 'http://'"),
+    ({'state': 'suspended', 'groups': ['web-asg'], 'record': 'run$1'}, "Invalid value for option record: 'run$1'"),
+    ({'state': 'resumed', 'groups': ['web-asg'], 'processes': 'recorded', 'record': 'r'}, 'record is only used with state=suspended'),
 ]
 
 

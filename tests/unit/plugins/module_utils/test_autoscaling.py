@@ -26,6 +26,9 @@ VALID = 'valid processes are Launch, Terminate, AddToLoadBalancer, AlarmNotifica
     ('resumed', {'groups': ['web'], 'processes': {'web': ['HealthCheck']}}, ([], ['web'], {'web': ['HealthCheck']})),
     ('standby', {'instance_ids': ['i-1']}, (['i-1'], [], None)),
     ('in_service', {'instance_ids': ['i-1']}, (['i-1'], [], None)),
+    ('suspended', {'groups': ['web'], 'record': 'app-3457-20261206T101500Z'}, ([], ['web'], list(asg.ROLLOUT_PROCESSES))),
+    ('resumed', {'instance_ids': ['i-1'], 'processes': 'recorded'}, (['i-1'], [], 'recorded')),
+    ('resumed', {'groups': ['web'], 'processes': 'recorded'}, ([], ['web'], 'recorded')),
 ])
 def test_validate_accepts_and_normalizes(state, kwargs, expected):
     assert asg.validate(state, **kwargs) == expected
@@ -54,6 +57,14 @@ def test_validate_accepts_and_normalizes(state, kwargs, expected):
     ('in_service', {'instance_ids': ['i-1'], 'groups': ['web']},
      "Invalid value for option instance_ids: ['i-1']; state=in_service takes exactly one instance id (and no groups)"),
     ('drained', {}, "Invalid value for option state: 'drained'; expected one of query, suspended, resumed, standby, in_service"),
+    ('suspended', {'groups': ['web'], 'record': 'run;rm -rf'},
+     "Invalid value for option record: 'run;rm -rf'; expected 1 to 256 letters, digits, spaces or _ . : / = + - @"),
+    ('suspended', {'groups': ['web'], 'record': ''}, "Invalid value for option record: ''; expected 1 to 256"),
+    ('suspended', {'groups': ['web'], 'record': 'r' * 257}, "Invalid value for option record: 'rrr"),
+    ('resumed', {'groups': ['web'], 'processes': 'recorded', 'record': 'run-1'},
+     'Invalid options: record is only used with state=suspended'),
+    ('resumed', {'processes': 'recorded'}, 'Invalid options: state=resumed with processes=recorded needs groups or instance_ids'),
+    ('resumed', {'groups': ['web'], 'processes': 'everything'}, "Invalid value for option processes: 'everything'; expected a list"),
 ])
 def test_validate_refuses_naming_the_option(state, kwargs, message):
     with pytest.raises(CanaryError) as caught:
@@ -94,6 +105,33 @@ def raw_group(name='web-asg', states=('InService',) * 3, desired=3, min_size=1, 
     return {'AutoScalingGroupName': name, 'AutoScalingGroupARN': 'arn:' + name, 'MinSize': min_size, 'MaxSize': 6, 'DesiredCapacity': desired,
             'Instances': [{'InstanceId': 'i-%d' % n, 'LifecycleState': s} for n, s in enumerate(states)],
             'AvailabilityZones': ['eu-west-1a'], 'SuspendedProcesses': [{'ProcessName': p} for p in suspended]}
+
+
+def _tags(processes, by='run-1'):
+    return [{'Key': 'Name', 'Value': 'web'}, {'Key': asg.RECORD_PROCESSES_TAG, 'Value': processes}, {'Key': asg.RECORD_BY_TAG, 'Value': by}]
+
+
+@pytest.mark.parametrize('tags, record', [
+    (None, None),
+    ([{'Key': 'Name', 'Value': 'web'}], None),
+    (_tags('ReplaceUnhealthy AZRebalance'), {'processes': ['AZRebalance', 'ReplaceUnhealthy'], 'by': 'run-1'}),
+    # Only names AWS knows: a tag edited by hand resumes nothing else.
+    (_tags('  HealthCheck   Everything launch '), {'processes': ['HealthCheck'], 'by': 'run-1'}),
+    (_tags('Everything'), None),
+    (_tags(''), None),
+    ([{'Key': asg.RECORD_PROCESSES_TAG, 'Value': 'AZRebalance'}], {'processes': ['AZRebalance'], 'by': ''}),
+])
+def test_a_record_is_read_from_the_groups_tags(tags, record):
+    assert asg.record_view(tags) == record
+
+
+def test_a_record_grows_with_what_a_run_suspends_and_shrinks_with_what_is_resumed():
+    grown = asg.merge_record({'processes': ['HealthCheck'], 'by': 'old'}, ['AZRebalance'], 'new')
+    assert grown == {'processes': ['AZRebalance', 'HealthCheck'], 'by': 'new'}
+    assert asg.merge_record(None, ['ScheduledActions', 'AZRebalance'], 'new') == {'processes': ['AZRebalance', 'ScheduledActions'], 'by': 'new'}
+    assert asg.shrink_record(grown, ['HealthCheck', 'Launch']) == {'processes': ['AZRebalance'], 'by': 'new'}
+    assert asg.shrink_record(grown, ['HealthCheck', 'AZRebalance']) is None
+    assert asg.shrink_record(None, ['HealthCheck']) is None
 
 
 @pytest.mark.parametrize('status, running', [
