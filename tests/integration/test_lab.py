@@ -165,6 +165,47 @@ def test_app_requests_are_logged_to_elasticsearch(lab):
     assert pings_logged(lab) == before + 1      # once, not more
 
 
+def test_the_hosts_are_spread_over_two_zones_in_the_auto_scaling_group(lab):
+    found = lab.asg.client().describe_auto_scaling_instances(InstanceIds=[h['instance_id'] for h in lab.hosts.values()])
+    zones = {i['InstanceId']: i['AvailabilityZone'] for i in found['AutoScalingInstances']}
+    assert [zones[lab.hosts[h]['instance_id']] for h in ('web1', 'web2', 'web3')] == ['eu-west-1a', 'eu-west-1b', 'eu-west-1a']
+    assert {i['AutoScalingGroupName'] for i in found['AutoScalingInstances']} == {LAB_ASG}
+
+
+def test_asg_replace_terminates_a_host_unless_the_processes_are_suspended(lab):
+    web2 = lab.hosts['web2']
+    client = lab.asg.client()
+
+    def health():
+        return client.describe_auto_scaling_instances(InstanceIds=[web2['instance_id']])['AutoScalingInstances'][0]
+
+    # Nothing suspended: marked Unhealthy and terminated; the host stops answering and leaves the target group.
+    lab.fault('asg-replace', host='web2')
+    try:
+        assert lab.state()['autoscaling_actions'][-1] == {'host': 'web2', 'instance_id': web2['instance_id'], 'action': 'replaced: terminated'}
+        assert (health()['LifecycleState'], health()['HealthStatus']) == ('Terminating', 'Unhealthy')
+        assert wait_until(lambda: lab.state()['hosts']['web2']['target_state'][GROUP] == 'unhealthy', 10)
+    finally:
+        lab.fault('asg-replace', host='web2', off=True)
+    assert (health()['LifecycleState'], health()['HealthStatus']) == ('InService', 'Healthy')
+    assert wait_until(lambda: lab.state()['hosts']['web2']['target_state'][GROUP] == 'healthy', 10)
+
+    # What a rollout suspends keeps it: HealthCheck does not even mark it; ReplaceUnhealthy alone marks but keeps it.
+    for suspended, action, status in ((['HealthCheck', 'ReplaceUnhealthy'], 'kept: HealthCheck suspended, not marked Unhealthy', 'Healthy'),
+                                      (['ReplaceUnhealthy'], 'kept: marked Unhealthy, ReplaceUnhealthy suspended', 'Unhealthy')):
+        client.suspend_processes(AutoScalingGroupName=LAB_ASG, ScalingProcesses=suspended)
+        try:
+            lab.fault('asg-replace', host='web2')
+            assert lab.state()['autoscaling_actions'][-1]['action'] == action
+            assert (health()['LifecycleState'], health()['HealthStatus']) == ('InService', status)
+            assert lab.state()['hosts']['web2']['target_state'][GROUP] == 'healthy'
+        finally:
+            lab.fault('asg-replace', host='web2', off=True)
+            client.resume_processes(AutoScalingGroupName=LAB_ASG, ScalingProcesses=suspended)
+    with pytest.raises(ValueError, match='fault asg-replace needs --host'):
+        lab.fault('asg-replace')
+
+
 def test_faults_switch_on_and_off(lab):
     web1 = lab.hosts['web1']
     session = winrm.Session('https://%s:5986/wsman' % web1['address'], auth=('canary', 'lab-Winrm-Pa55'), transport='basic',

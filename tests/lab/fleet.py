@@ -203,6 +203,8 @@ class Lab:
         self.sites = {}  # (host, site name) -> AppSite
         self.packages = {}  # checksum -> manifest
         self.faults = {}
+        # What the Auto Scaling group did to hosts that failed its health check (the asg-replace fault).
+        self.autoscaling_actions = []
         self.traffic = None
         self._sites_lock = threading.RLock()
         self._stoppers = []
@@ -237,7 +239,9 @@ class Lab:
         self.checker = HealthChecker(self, interval=self.health_interval)
         self.alb.default_health = self.checker.decide
         seeded = self.alb.seed(instances=self.host_count, groups=((GROUP, 'HTTPS', SITE_PORT),), register=False,
-                               deregistration_delay=int(self.drain_seconds) or 1, health_check_interval=5, healthy_threshold=2)
+                               deregistration_delay=int(self.drain_seconds) or 1, health_check_interval=5, healthy_threshold=2,
+                               # Two zones, as fleets run: web1, web3, ... in zone a, web2, web4, ... in zone b.
+                               spread=True)
         self.groups = dict(seeded['groups'])
         self.group_arn = self.groups[GROUP]
         self.load_balancer_arn = seeded['load_balancer_arn']
@@ -265,7 +269,7 @@ class Lab:
         self._make_alarms()
         self.asg = MotoASG(self.alb).__enter__()
         self._stoppers.append(lambda: self.asg.__exit__(None, None, None))
-        self.asg.create_group(LAB_ASG, [h['instance_id'] for h in self.hosts.values()], min_size=1, subnets=self.subnets[:1])
+        self.asg.create_group(LAB_ASG, [h['instance_id'] for h in self.hosts.values()], min_size=1, subnets=self.subnets)
         self._write_files()
 
     def stop(self):
@@ -318,6 +322,42 @@ class Lab:
             cloudwatch.put_metric_alarm(AlarmName=name, MetricName=metric, Namespace='AWS/ApplicationELB', Statistic='Sum',
                                         Period=60, EvaluationPeriods=1, Threshold=threshold, ComparisonOperator='GreaterThanThreshold')
             self._set_alarm(name, 'OK', 'Threshold Crossed: no datapoint above %g' % threshold)
+
+    def _asg_replace(self, host, on):
+        """What EC2 Auto Scaling does when ``host`` fails the group's ELB health check, as AWS documents it.
+
+        HealthCheck marks the instance Unhealthy, then ReplaceUnhealthy
+        terminates it (a replacement would boot on the launch template's
+        version). Either process suspended stops the chain there. Terminated,
+        the host stops answering WinRM and its site dies, so that the target
+        group sees it go. ``on=False`` brings it back, InService and Healthy.
+        """
+        instance_id = self.hosts[host]['instance_id']
+        client = self.asg.client()
+        if not on:
+            self.asg.set_lifecycle(instance_id, 'InService')
+            client.set_instance_health(InstanceId=instance_id, HealthStatus='Healthy')
+            self._host_down(host, False)
+            return
+        suspended = set(self.asg.suspended(LAB_ASG))
+        if 'HealthCheck' in suspended:
+            action = 'kept: HealthCheck suspended, not marked Unhealthy'
+        else:
+            client.set_instance_health(InstanceId=instance_id, HealthStatus='Unhealthy')
+            if 'ReplaceUnhealthy' in suspended:
+                action = 'kept: marked Unhealthy, ReplaceUnhealthy suspended'
+            else:
+                self.asg.set_lifecycle(instance_id, 'Terminating')
+                self._host_down(host, True)
+                action = 'replaced: terminated'
+        self.autoscaling_actions.append({'host': host, 'instance_id': instance_id, 'action': action})
+
+    def _host_down(self, host, down):
+        self.hosts[host]['sim'].fault = 'down' if down else None
+        with self._sites_lock:
+            apps = [app for (name, _site), app in self.sites.items() if name == host]
+        for app in apps:
+            app.crashed = down
 
     def _set_alarm(self, name, state, reason):
         self.alb.client('cloudwatch').set_alarm_state(AlarmName=name, StateValue=state, StateReason=reason)
@@ -440,7 +480,8 @@ class Lab:
             hosts[name] = {'address': host['address'], 'instance_id': host['instance_id'], 'sites': sites,
                            'running': [s['name'] for s in sites if s['state'] == 'Started'],
                            'target_state': target_state, 'routed': host['instance_id'] in routable}
-        return {'hosts': hosts, 'routable': sorted(routable), 'faults': sorted('%s@%s' % k for k, v in self.faults.items() if v)}
+        return {'hosts': hosts, 'routable': sorted(routable), 'faults': sorted('%s@%s' % k for k, v in self.faults.items() if v),
+                'autoscaling_actions': list(self.autoscaling_actions)}
 
     def fault(self, name, host=None, off=False, alarm=None):
         on = not off
@@ -455,6 +496,12 @@ class Lab:
             self._set_alarm(alarm, 'ALARM' if on else 'OK',
                             'Threshold Crossed: lab fault' if on else 'Threshold Crossed: lab fault cleared')
             self.faults[('alarm', alarm)] = on
+        elif name == 'asg-replace':
+            # The group's health check fails the instance: replaced, unless the rollout suspended what does it.
+            if not host:
+                raise ValueError('fault asg-replace needs --host (the instance the group would replace)')
+            self._asg_replace(host, on)
+            self.faults[(name, host)] = on
         elif name == 'es-down':
             self.es.down = on
             self.faults[('es-down', '*')] = on
@@ -485,7 +532,8 @@ class Lab:
                         else:
                             app.crashed = on
         else:
-            raise ValueError('unknown fault %r; valid: es-down, winrm-down, site-crash, health-fail, swap-fail, aws-throttle, alarm' % name)
+            raise ValueError('unknown fault %r; valid: es-down, winrm-down, site-crash, health-fail, swap-fail, aws-throttle, alarm, '
+                             'asg-replace' % name)
         return self.state()['faults']
 
     def _throttle(self):
