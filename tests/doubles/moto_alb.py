@@ -148,8 +148,11 @@ class MotoALB:
     # -- seeding ---------------------------------------------------------
 
     def seed(self, instances=3, groups=(('web-https', 'HTTPS', 443), ('web-http', 'HTTP', 80)),
-             orphan_group=None, deregistration_delay=1, register=True, health_check_interval=5, healthy_threshold=2):
+             orphan_group=None, deregistration_delay=1, register=True, health_check_interval=5, healthy_threshold=2, spread=False):
         """Create a VPC, two subnets, running instances, an ALB and target groups.
+
+        The instances are in the first subnet (zone a), or with ``spread``
+        in both, alternately (the first in zone a, the second in zone b, ...).
 
         Every group in ``groups`` is forwarded to by a listener of the ALB;
         ``orphan_group`` (a name) is a group no load balancer uses. With
@@ -160,8 +163,13 @@ class MotoALB:
         vpc = ec2.create_vpc(CidrBlock='10.20.0.0/16')['Vpc']['VpcId']
         subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock='10.20.%d.0/24' % i, AvailabilityZone=self.region + zone)['Subnet']['SubnetId']
                    for i, zone in ((1, 'a'), (2, 'b'))]
-        reservation = ec2.run_instances(ImageId=AMI, MinCount=instances, MaxCount=instances, InstanceType='t3.micro', SubnetId=subnets[0])
-        instance_ids = [i['InstanceId'] for i in reservation['Instances']]
+        if spread:
+            instance_ids = [ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType='t3.micro',
+                                              SubnetId=subnets[index % 2])['Instances'][0]['InstanceId'] for index in range(instances)]
+        else:
+            reservation = ec2.run_instances(ImageId=AMI, MinCount=instances, MaxCount=instances, InstanceType='t3.micro',
+                                            SubnetId=subnets[0])
+            instance_ids = [i['InstanceId'] for i in reservation['Instances']]
         lb = elbv2.create_load_balancer(Name='canary-alb', Subnets=subnets, Type='application', Scheme='internal')['LoadBalancers'][0]
         made = {'vpc_id': vpc, 'subnets': subnets, 'instances': instance_ids, 'load_balancer_arn': lb['LoadBalancerArn'], 'groups': {}}
         for index, (name, protocol, port) in enumerate(groups):

@@ -50,6 +50,21 @@ def test_serial_one_then_half_on_four_hosts(tmp_path):
         assert max(drained['web2'], drained['web3']) < min(promoted['web2'], promoted['web3'])  # at the same time
         assert max(promoted['web2'], promoted['web3']) <= drained['web4']
         assert_fleet_converged(lab, SITE % 2)
+
+        # Zone by zone (web1 and web3 in zone a, web2 and web4 in b): the first batch of two lies in one zone.
+        run = scenario.play('deploy.yml', dict(scenario.release(3), rollout_serial=2, rollout_order='az'), rps=16)
+        assert run.rc == 0, run.stdout[-3000:]
+        zones = run.report['availability_zones']
+        assert zones == {'web1': 'eu-west-3a', 'web2': 'eu-west-3b', 'web3': 'eu-west-3a', 'web4': 'eu-west-3b'}, zones
+        assert 'Zone by zone: eu-west-3a web1, eu-west-3a web3, eu-west-3b web2, eu-west-3b web4' in run.stdout
+        drained = {r['host']: r['started'] for r in run.records if r['task'].endswith('Drain the host from the load balancer')}
+        promoted = {r['host']: r['ended'] for r in run.records if r['task'].endswith('Record the promotion')}
+        assert max(promoted['web1'], promoted['web3']) <= min(drained['web2'], drained['web4'])
+        assert run.customers['failures'] == 0, run.customers
+        # Each promotion event names the host's zone.
+        event = lab.es.get_source('deploy-events', '%s-web2-promoted' % run.report['run_id'])
+        assert event['data']['availability_zone'] == 'eu-west-3b', event
+        assert_fleet_converged(lab, SITE % 3)
     finally:
         lab.stop()
 
@@ -130,6 +145,35 @@ def test_an_instance_refresh_in_the_hosts_group_refuses_the_run_before_any_chang
     assert ('Refusing to start: Auto Scaling group %s has an instance refresh InProgress (%s, 10%% complete)' % (LAB_ASG, refresh)
             in run.stdout), run.stdout[-3000:]
     assert {h: applied_scripts(lab, h) for h in lab.hosts} == before and 'app-6.zip' not in lab.artifacts.downloads
+
+
+def test_the_group_cannot_replace_the_canary_while_it_is_deployed(lab_alarms, tmp_path):
+    lab = lab_alarms
+    scenario = Scenario(lab, tmp_path)
+    before = len(lab.state()['autoscaling_actions'])
+
+    def baking(lab):
+        web1 = lab.state()['hosts']['web1']
+        return web1['running'] == [SITE % 7] and web1['routed']
+
+    def fails_the_groups_health_check(lab):
+        lab.fault('asg-replace', host='web1')
+
+    try:
+        with Watcher(lab, baking, fails_the_groups_health_check) as watcher:
+            run = scenario.play('deploy.yml', scenario.release(7))
+        assert watcher.fired.is_set()
+    finally:
+        lab.fault('asg-replace', host='web1', off=True)
+    assert run.rc == 0, run.stdout[-3000:]
+    # The run had suspended HealthCheck and ReplaceUnhealthy: the group kept the host (outside a run it
+    # terminates it: tests/integration/test_lab.py), and resumed them at the end.
+    actions = lab.state()['autoscaling_actions'][before:]
+    assert [a['action'] for a in actions] == ['kept: HealthCheck suspended, not marked Unhealthy'], actions
+    assert set(outcomes(run).values()) == {'promoted'}
+    assert lab.asg.suspended(LAB_ASG) == []
+    assert run.customers['failures'] == 0, run.customers
+    assert_fleet_converged(lab, SITE % 7)
 
 
 @pytest.mark.parametrize('bad, message', [

@@ -98,8 +98,8 @@ def test_bad_build_reverts_the_canary_and_never_touches_the_others(scenario):
 
 def test_slow_warm_up_on_host_2_reverts_it_and_reconcile_reverts_host_1(scenario):
     run = scenario.play('deploy.yml', scenario.release(4, host_latency_ms={'web2': 400}))
-    assert run.rc != 0
-    assert outcomes(run) == {'web1': 'reconciled', 'web2': 'reverted', 'web3': 'untouched'}
+    assert run.rc != 0, run.stdout[-5000:]
+    assert outcomes(run) == {'web1': 'reconciled', 'web2': 'reverted', 'web3': 'untouched'}, run.stdout[-5000:]
     assert 'ms >' in run.report['hosts']['web2']['reason']
     # web1 passed its gate before web2 failed: the report keeps what its promotion measured.
     promoted = run.report['hosts']['web1']['promoted']
