@@ -403,12 +403,44 @@ def load_groups(client, refs, target_port=None):
     return groups
 
 
+def healthy_others(descriptions, target_id, port):
+    """The ids of the group's healthy targets other than ours."""
+    found = []
+    for desc in descriptions:
+        target = desc.get('Target', {})
+        mine = target.get('Id') == target_id and int(target.get('Port') or port) == int(port)
+        if not mine and _health_of(desc)['state'] == 'healthy':
+            found.append(target.get('Id'))
+    return found
+
+
 def observe(client, group, target_id):
     """Refresh one group's view of the target (one DescribeTargetHealth call)."""
     descriptions = describe_target_health(client, group['arn'], group['name'])
     health, healthy, total, other_healthy, other_total = summarise_health(descriptions, target_id, group['target_port'])
-    group.update(health=health, healthy_count=healthy, target_count=total, other_healthy=other_healthy, other_targets=other_total)
+    group.update(health=health, healthy_count=healthy, target_count=total, other_healthy=other_healthy, other_targets=other_total,
+                 other_healthy_ids=healthy_others(descriptions, target_id, group['target_port']))
     return group
+
+
+def zone_violations(min_per_zone, groups, actions, target_id, zones):
+    """Groups that a deregistration would leave with fewer than ``min_per_zone`` healthy targets in our zone.
+
+    ``zones`` maps target ids to their Availability Zone. Like
+    capacity_violations, only groups planned for ``deregister`` and used by a
+    load balancer are checked. Returns a list of ``(group, zone, healthy, required)``.
+    """
+    found = []
+    if min_per_zone <= 0:
+        return found
+    zone = zones.get(target_id)
+    for group in groups:
+        if actions.get(group['arn']) != 'deregister' or group.get('load_balancer_arns') == []:
+            continue
+        healthy = sum(1 for other in group.get('other_healthy_ids', []) if zones.get(other) == zone)
+        if healthy < min_per_zone:
+            found.append((group, zone, healthy, min_per_zone))
+    return found
 
 
 def capacity_lock_path(arn, directory=None):
@@ -473,7 +505,8 @@ class TargetRegistration:
 
     def __init__(self, client, target_id, target_groups, state='present', target_port=None, wait=True,
                  wait_timeout=None, poll_interval=DEFAULT_POLL_INTERVAL, max_interval=MAX_POLL_INTERVAL,
-                 min_healthy=('count', 1), check_mode=False, sleep=time.sleep, clock=time.monotonic, stopwatch=None):
+                 min_healthy=('count', 1), check_mode=False, sleep=time.sleep, clock=time.monotonic, stopwatch=None,
+                 min_healthy_per_az=0, zone_lookup=None):
         self.client = client
         self.target_id = target_id
         self.refs = list(target_groups)
@@ -484,6 +517,9 @@ class TargetRegistration:
         self.poll_interval = poll_interval
         self.max_interval = max(max_interval, poll_interval)
         self.min_healthy = min_healthy
+        # The guard per Availability Zone: zone_lookup(ids) -> {id: zone}.
+        self.min_healthy_per_az = min_healthy_per_az
+        self.zone_lookup = zone_lookup
         self.check_mode = check_mode
         self.sleep = sleep
         self.clock = clock
@@ -555,6 +591,7 @@ class TargetRegistration:
             violations = capacity_violations(self.min_healthy, self.groups, self._actions)
             if violations:
                 raise CanaryError(self._capacity_message(violations))
+            self._guard_zones()
         elif self.wait:
             # Also in check mode: it predicts the real run's failure.
             blind = [g for g in self.groups if no_load_balancer(g)]
@@ -583,6 +620,25 @@ class TargetRegistration:
         if action == 'deregister':
             return {'registered': False, 'target_state': 'draining'}
         return registration(group)
+
+    def _guard_zones(self):
+        """The guard per zone: our zone must keep min_healthy_per_az healthy targets in every group we leave."""
+        leaving = [g for g in self.groups if self._actions.get(g['arn']) == 'deregister']
+        if self.min_healthy_per_az <= 0 or not leaving:
+            return
+        ids = {self.target_id}
+        for group in leaving:
+            ids.update(group.get('other_healthy_ids', []))
+        zones = self.zone_lookup(sorted(ids))
+        if not zones.get(self.target_id):
+            raise CanaryError('Failed to deregister target %s: min_healthy_per_az=%d needs its Availability Zone, and EC2 does not '
+                              'know the instance; nothing was deregistered' % (self.target_id, self.min_healthy_per_az))
+        violations = zone_violations(self.min_healthy_per_az, self.groups, self._actions, self.target_id, zones)
+        if violations:
+            parts = ['%s has %d healthy other target(s) in %s, needs %d' % (g['name'], healthy, zone, required)
+                     for g, zone, healthy, required in violations]
+            raise CanaryError('Failed to deregister target %s: min_healthy_per_az=%d would be violated, nothing was deregistered; %s'
+                              % (self.target_id, self.min_healthy_per_az, '; '.join(parts)))
 
     def _capacity_message(self, violations):
         kind, amount = self.min_healthy

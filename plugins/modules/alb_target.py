@@ -79,6 +79,17 @@ options:
         not given within 60 seconds fails the task, naming the lock file.
     type: raw
     default: 1
+  min_healthy_per_az:
+    description:
+      - Capacity guard per Availability Zone for O(state=absent), in addition to O(min_healthy). The module fails,
+        before deregistering anything, if any group in which the target is registered would keep fewer healthy
+        targets than this, not counting this one, in the target's own zone.
+      - The zones of the target and of the groups' healthy targets are read with C(ec2:DescribeInstances), so the
+        groups' targets must be EC2 instances.
+      - V(0) disables it.
+    type: int
+    default: 0
+    version_added: 0.2.0
 extends_documentation_fragment:
   - immune.canary.aws
   - immune.canary.attributes
@@ -235,6 +246,7 @@ from ansible_collections.immune.canary.plugins.module_utils._elbv2 import (  # n
     TargetRegistration,
     parse_min_healthy,
 )
+from ansible_collections.immune.canary.plugins.module_utils._target_group_inventory import describe_instances  # noqa: E402
 
 ARGUMENT_SPEC = aws_argument_spec(
     target_groups=dict(type='list', elements='str', required=True),
@@ -246,6 +258,7 @@ ARGUMENT_SPEC = aws_argument_spec(
     poll_interval=dict(type='float', default=DEFAULT_POLL_INTERVAL),
     # raw: a count or "NN%"; parse_min_healthy validates both forms.
     min_healthy=dict(type='raw', default=1),
+    min_healthy_per_az=dict(type='int', default=0),
 )
 
 
@@ -263,7 +276,18 @@ def validate(params):
     validate_endpoint_url(params.get('endpoint_url'), 'https://elasticloadbalancing.eu-west-1.amazonaws.com')
     if params['poll_interval'] <= 0:
         raise CanaryError('Invalid value for option poll_interval: %r; expected a number of seconds greater than 0' % params['poll_interval'])
+    if params['min_healthy_per_az'] < 0:
+        raise CanaryError('Invalid value for option min_healthy_per_az: %r; expected a count of healthy targets, 0 or more (0 turns '
+                          'the guard off)' % params['min_healthy_per_az'])
     return groups, parse_min_healthy(params['min_healthy'])
+
+
+def zone_lookup(params):
+    """Target ids -> their Availability Zone, read from EC2 when the guard per zone asks."""
+    def lookup(instance_ids):
+        ec2 = aws_client(params, 'ec2')
+        return {i['InstanceId']: (i.get('Placement') or {}).get('AvailabilityZone') for i in describe_instances(ec2, instance_ids)}
+    return lookup
 
 
 def main():
@@ -282,6 +306,7 @@ def main():
             client, params['target_id'].strip(), groups, state=params['state'], target_port=params['target_port'],
             wait=params['wait'], wait_timeout=params['wait_timeout'], poll_interval=params['poll_interval'],
             max_interval=MAX_POLL_INTERVAL, min_healthy=min_healthy, check_mode=module.check_mode, stopwatch=stopwatch,
+            min_healthy_per_az=params['min_healthy_per_az'], zone_lookup=zone_lookup(params),
         ).run()
     except CanaryError as error:
         base['elapsed'] = stopwatch.elapsed()

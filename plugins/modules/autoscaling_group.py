@@ -369,8 +369,8 @@ def main():
     if not params['validate_certs']:
         module.warn('validate_certs is false: the TLS certificate of the AWS endpoint is not checked')
     try:
-        instance_ids, groups, processes = validate(params['state'], params['instance_ids'], params['groups'], params['processes'],
-                                                     params['record'])
+        instance_ids, groups, processes = validate(
+            params['state'], params['instance_ids'], params['groups'], params['processes'], params['record'])
         validate_endpoint_url(params.get('endpoint_url'))
         client = aws_client(params, 'autoscaling')
         result = AutoScaling(client, params['state'], instance_ids, groups, processes, check_mode=module.check_mode,

@@ -34,6 +34,17 @@ def test_two_hosts_with_min_healthy_2_are_refused_before_any_change(lab2, tmp_pa
     assert lab2.artifacts.downloads == []
     assert_fleet_converged(lab2, SITE % 1)
 
+    # One host per zone: each would leave its zone empty, though the other zone keeps serving.
+    run = scenario.play('deploy.yml', dict(scenario.release(2), rollout_min_healthy_per_az=1), rps=0)
+    assert run.rc != 0
+    text = ' '.join(run.stdout.split())
+    assert 'min_healthy_per_az=1 would be violated, nothing was deregistered; app-https has 0 healthy other target(s) in eu-west-2a' in text
+    assert 'in eu-west-2b, needs 1' in text, run.stdout[-3000:]
+    assert {h: applied_scripts(lab2, h) for h in lab2.hosts} == {'web1': 0, 'web2': 0}
+    # Nothing was left suspended by the refused run.
+    assert lab2.asg.suspended(LAB_ASG) == []
+    assert_fleet_converged(lab2, SITE % 1)
+
 
 def test_serial_one_then_half_on_four_hosts(tmp_path):
     lab = start_lab(tmp_path / 'lab', 4, '127.0.22', region='eu-west-3')

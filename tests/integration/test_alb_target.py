@@ -111,6 +111,34 @@ def test_capacity_guard_refuses_and_leaves_the_target_registered(alb):
     assert all(state in ('draining', 'unused', None) for state in states(alb, target))
 
 
+def test_the_guard_per_zone_keeps_each_zone_serving():
+    # Four instances, two per zone (a, b, a, b), healthy in both groups.
+    with MotoALB(initial_seconds=0.0, region='eu-central-1') as alb:
+        alb.made = alb.seed(instances=4, deregistration_delay=1, spread=True)
+        first_a, first_b, second_a, _second_b = alb.made['instances']
+
+        # One host per zone may leave: each zone keeps one healthy target.
+        for target in (first_a, first_b):
+            run = run_module('alb_target', args(alb, target, state='absent', min_healthy=1, min_healthy_per_az=1, wait=False))
+            assert (run.failed, run.result['changed']) == (False, True), run.result
+
+        # The last one of zone a may not, though the fleet keeps a healthy target in zone b; check mode says so too.
+        for check in (True, False):
+            run = run_module('alb_target', args(alb, second_a, state='absent', min_healthy=1, min_healthy_per_az=1), check=check)
+            assert run.failed, run.result
+            assert run.result['msg'] == (
+                'Failed to deregister target %s: min_healthy_per_az=1 would be violated, nothing was deregistered; '
+                'web-https has 0 healthy other target(s) in eu-central-1a, needs 1; '
+                'web-http has 0 healthy other target(s) in eu-central-1a, needs 1' % second_a)
+            assert states(alb, second_a) == ['healthy', 'healthy']
+        # Without the guard per zone, min_healthy alone lets it go.
+        run = run_module('alb_target', args(alb, second_a, state='absent', min_healthy=1, wait=False), check=True)
+        assert (run.failed, run.result['changed']) == (False, True), run.result
+
+        run = run_module('alb_target', args(alb, second_a, state='absent', min_healthy_per_az=-1))
+        assert run.failed and run.result['msg'].startswith('Invalid value for option min_healthy_per_az: -1; expected a count')
+
+
 def test_present_re_registers_a_draining_target(alb):
     target = alb.made['instances'][1]
     elbv2 = alb.client('elbv2')

@@ -127,6 +127,40 @@ def test_capacity_violations(min_healthy, groups, planned, violating):
     assert [g['name'] for g, _healthy, _required in found] == violating
 
 
+ZONES = {TARGET: 'z-a', 'i-a2': 'z-a', 'i-a3': 'z-a', 'i-b1': 'z-b', 'i-b2': 'z-b'}
+
+
+@pytest.mark.parametrize('minimum, groups, planned, violating', [
+    (1, [group('g', 2, 2, other_healthy_ids=['i-a2', 'i-b1'])], 'deregister', []),
+    (2, [group('g', 2, 2, other_healthy_ids=['i-a2', 'i-b1'])], 'deregister', [('g', 1)]),
+    (1, [group('g', 2, 2, other_healthy_ids=['i-b1', 'i-b2'])], 'deregister', [('g', 0)]),
+    (2, [group('g', 3, 3, other_healthy_ids=['i-a2', 'i-a3', 'i-b1'])], 'deregister', []),
+    (0, [group('g', 0, 0, other_healthy_ids=[])], 'deregister', []),                     # off
+    (1, [group('g', 0, 0, other_healthy_ids=[])], None, []),                             # nothing to deregister
+    (1, [group('o', 0, 2, other_healthy_ids=[], load_balancer_arns=[])], 'deregister', []),   # serves nothing
+    (1, [group('g', 1, 1, other_healthy_ids=['i-unknown'])], 'deregister', [('g', 0)]),       # a target of no known zone
+])
+def test_zone_violations(minimum, groups, planned, violating):
+    actions = {g['arn']: planned for g in groups}
+    found = elbv2.zone_violations(minimum, groups, actions, TARGET, ZONES)
+    assert [(g['name'], zone, healthy, required) for g, zone, healthy, required in found] == [
+        (name, 'z-a', healthy, minimum) for name, healthy in violating]
+    # Off (0): never a violation.
+    assert elbv2.zone_violations(0, groups, actions, TARGET, ZONES) == []
+
+
+def test_healthy_others_are_the_healthy_targets_but_ours():
+    descriptions = [
+        {'Target': {'Id': TARGET, 'Port': 80}, 'TargetHealth': {'State': 'healthy'}},
+        {'Target': {'Id': 'i-a2', 'Port': 80}, 'TargetHealth': {'State': 'healthy'}},
+        {'Target': {'Id': 'i-b1', 'Port': 80}, 'TargetHealth': {'State': 'unhealthy'}},
+        {'Target': {'Id': 'i-b2', 'Port': 80}, 'TargetHealth': {'State': 'draining'}},
+        # Ours on another port is another target.
+        {'Target': {'Id': TARGET, 'Port': 8080}, 'TargetHealth': {'State': 'healthy'}},
+    ]
+    assert elbv2.healthy_others(descriptions, TARGET, 80) == ['i-a2', TARGET]
+
+
 @pytest.mark.parametrize('desired, groups, expected', [
     ('absent', [{'deregistration_delay': 300}], 330.0),
     ('absent', [{'deregistration_delay': 10}, {'deregistration_delay': 120}], 150.0),
