@@ -226,6 +226,7 @@ def group_result(group):
         'description': health.get('description'),
         'healthy_count': group['healthy_count'],
         'target_count': group['target_count'],
+        'targets': list(group.get('registered_ids', [])),
     }
 
 
@@ -419,7 +420,8 @@ def observe(client, group, target_id):
     descriptions = describe_target_health(client, group['arn'], group['name'])
     health, healthy, total, other_healthy, other_total = summarise_health(descriptions, target_id, group['target_port'])
     group.update(health=health, healthy_count=healthy, target_count=total, other_healthy=other_healthy, other_targets=other_total,
-                 other_healthy_ids=healthy_others(descriptions, target_id, group['target_port']))
+                 other_healthy_ids=healthy_others(descriptions, target_id, group['target_port']),
+                 registered_ids=sorted({d.get('Target', {}).get('Id') for d in descriptions if is_registered(_health_of(d))} - {None}))
     return group
 
 

@@ -219,6 +219,14 @@ target_groups:
       description: Registered targets in the group that are not draining, this one included.
       type: int
       returned: always
+    targets:
+      description:
+        - The ids of the group's registered targets (any health but draining), this one included, sorted.
+        - A later look that finds ids not there before shows instances that joined the group meanwhile.
+      type: list
+      elements: str
+      returned: always
+      version_added: 0.2.0
 diff:
   description: Registration of the target per group before and after (predicted in check mode).
   returned: always

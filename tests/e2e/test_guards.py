@@ -294,3 +294,74 @@ def read_until(fd, marker, proc, timeout):
         if proc.poll() is not None and not ready and marker is not None:
             raise AssertionError('ansible-playbook ended before %r:\n%s' % (marker, seen.decode(errors='replace')[-3000:]))
     raise AssertionError('timed out waiting for %r:\n%s' % (marker, seen.decode(errors='replace')[-3000:]))
+
+
+@pytest.fixture(scope='module')
+def lab_scale(tmp_path_factory):
+    with running_lab(tmp_path_factory.mktemp('lab-scale'), 2, '127.0.26', region='af-south-1') as lab:
+        yield lab
+
+
+def test_an_instance_a_scale_out_adds_mid_rollout_is_reported_then_deployed(lab_scale, tmp_path):
+    lab = lab_scale
+    scenario = Scenario(lab, tmp_path)
+
+    def baking(lab):
+        web1 = lab.state()['hosts']['web1']
+        return web1['running'] == [SITE % 2] and web1['routed']
+
+    def scale_out(lab):
+        lab.fault('scale-out', host='web2')       # web2 still runs 1: so does the new instance
+
+    with Watcher(lab, baking, scale_out) as watcher:
+        run = scenario.play('deploy.yml', scenario.release(2))
+    assert watcher.fired.is_set(), run.stdout[-3000:] + run.stderr[-3000:]
+    # Every host of the run was promoted, but the fleet is mixed: the run says so and fails.
+    assert run.rc != 0
+    assert run.report['result'] == 'outdated', run.stdout[-3000:]
+    assert set(outcomes(run).values()) == {'promoted'}
+    web3 = lab.hosts['web3']
+    new = run.report['new_instances']
+    assert list(new) == ['web3'], new           # named by its Name tag, as the lab's logs name it
+    entry = new['web3']
+    assert entry['instance_id'] == web3['instance_id']
+    assert (entry['outcome'], entry['site'], entry['autoscaling_group']) == ('outdated', SITE % 1, LAB_ASG), entry
+    assert entry['availability_zone'] == 'af-south-1a'
+    text = ' '.join(run.stdout.split())
+    assert '1 instance(s) joined the target groups of app.example.com during the rollout and do not run app.example.com-2' in text
+    assert 'web3 runs app.example.com-1' in text
+    assert run.customers['failures'] == 0, run.customers
+    assert running(lab)['web3'] == [SITE % 1]
+
+    # With rollout_new_instances=deploy, an instance that joins during the run takes the new version in the same run.
+    def baking_3(lab):
+        web1 = lab.state()['hosts']['web1']
+        return web1['running'] == [SITE % 3] and web1['routed']
+
+    with Watcher(lab, baking_3, scale_out) as watcher:
+        run = scenario.play('deploy.yml', dict(scenario.release(3), rollout_new_instances='deploy'))
+    assert watcher.fired.is_set()
+    assert run.rc == 0, run.stdout[-3000:]
+    assert run.report['result'] == 'promoted'
+    entry = run.report['new_instances']['web4']
+    assert entry['instance_id'] == lab.hosts['web4']['instance_id']
+    assert (entry['outcome'], entry['site'], entry['fallback']) == ('promoted', SITE % 3, SITE % 2), entry
+    assert entry['availability_zone'] == 'af-south-1b'
+    assert running(lab)['web4'] == [SITE % 3] and lab.state()['hosts']['web4']['routed']
+    assert run.customers['failures'] == 0, run.customers
+    # web3 was in the target group at preflight and is in no inventory: not this run's (it still runs 1).
+    assert list(run.report['new_instances']) == ['web4'] and running(lab)['web3'] == [SITE % 1]
+
+    # rollout_new_instances=ignore: the report lists the instance, and the run succeeds.
+    def baking_4(lab):
+        web1 = lab.state()['hosts']['web1']
+        return web1['running'] == [SITE % 4] and web1['routed']
+
+    with Watcher(lab, baking_4, scale_out) as watcher:
+        run = scenario.play('deploy.yml', dict(scenario.release(4), rollout_new_instances='ignore'))
+    assert watcher.fired.is_set(), run.stdout[-3000:]
+    assert run.rc == 0, run.stdout[-3000:]
+    assert run.report['result'] == 'promoted'
+    assert {name: entry['outcome'] for name, entry in run.report['new_instances'].items()} == {'web5': 'ignored'}
+    assert 'rollout_new_instances=ignore: left as they are' in run.stdout
+    assert running(lab)['web5'] == [SITE % 3]

@@ -24,6 +24,7 @@ AWS, IIS and Elasticsearch.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import http.client
 import json
@@ -31,6 +32,7 @@ import os
 import ssl
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from moto.elbv2 import models as elbv2_models
@@ -38,7 +40,7 @@ from moto.elbv2.exceptions import ELBClientError
 
 from doubles.es_double import EsDouble
 from doubles.iis_sim import add_production_site
-from doubles.moto_alb import MotoALB
+from doubles.moto_alb import AMI, MotoALB
 from doubles.moto_asg import MotoASG
 from doubles.winrm_double import WinRMDouble
 from lab import packages
@@ -58,6 +60,8 @@ LAB_ALARMS = ('app-target-5xx', 'app-target-p99')
 # The hosts' Auto Scaling group (moto); not attached to the target group, so
 # that it never registers a host itself.
 LAB_ASG = 'app-asg'
+# The tag that gives each lab instance its address (rollout_new_instances_address: tag:lab-address).
+LAB_ADDRESS_TAG = 'lab-address'
 WINRM_PORT = 5986
 SITE_PORT = 443
 LAB_PASSWORD = 'lab-Winrm-Pa55'  # a lab-only credential for the WinRM double
@@ -249,16 +253,9 @@ class Lab:
 
         self.winrm = WinRMDouble(user='canary', password=LAB_PASSWORD)
         self._stoppers.append(self.winrm.stop)
+        self.instance_hosts = {}
         for index, instance_id in enumerate(seeded['instances']):
-            name = 'web%d' % (index + 1)
-            address = host_address(index, self.network)
-            sim = self.winrm.add_host(name)
-            sim.on_site_start.append(self._site_started)
-            sim.on_site_stop.append(self._site_stopped)
-            cert, key = self.ca.issue([address, name], stem='winrm-' + name)
-            self.winrm.listen(host=name, address=address, port=WINRM_PORT, tls_context=server_tls_context(cert, key))
-            self.hosts[name] = dict(name=name, address=address, instance_id=instance_id, sim=sim)
-        self.instance_hosts = {h['instance_id']: h for h in self.hosts.values()}
+            self._add_host(index, instance_id)
 
         self.checker.start()
         self._stoppers.append(self.checker.stop)
@@ -269,7 +266,8 @@ class Lab:
         self._make_alarms()
         self.asg = MotoASG(self.alb).__enter__()
         self._stoppers.append(lambda: self.asg.__exit__(None, None, None))
-        self.asg.create_group(LAB_ASG, [h['instance_id'] for h in self.hosts.values()], min_size=1, subnets=self.subnets)
+        self.asg.create_group(LAB_ASG, [h['instance_id'] for h in self.hosts.values()], min_size=1, subnets=self.subnets,
+                              max_size=self.host_count + 10)  # room for scale-outs
         self._write_files()
 
     def stop(self):
@@ -322,6 +320,50 @@ class Lab:
             cloudwatch.put_metric_alarm(AlarmName=name, MetricName=metric, Namespace='AWS/ApplicationELB', Statistic='Sum',
                                         Period=60, EvaluationPeriods=1, Threshold=threshold, ComparisonOperator='GreaterThanThreshold')
             self._set_alarm(name, 'OK', 'Threshold Crossed: no datapoint above %g' % threshold)
+
+    def _add_host(self, index, instance_id):
+        """A Windows host: its WinRM listener on its own address, its simulated IIS."""
+        name = 'web%d' % (index + 1)
+        address = host_address(index, self.network)
+        sim = self.winrm.add_host(name)
+        sim.on_site_start.append(self._site_started)
+        sim.on_site_stop.append(self._site_stopped)
+        cert, key = self.ca.issue([address, name], stem='winrm-' + name)
+        self.winrm.listen(host=name, address=address, port=WINRM_PORT, tls_context=server_tls_context(cert, key))
+        # The address, as a tag of the instance: moto's private addresses lie in the VPC, not on this machine.
+        self.alb.client('ec2').create_tags(Resources=[instance_id], Tags=[{'Key': LAB_ADDRESS_TAG, 'Value': address},
+                                                                          {'Key': 'Name', 'Value': name}])
+        host = self.hosts[name] = dict(name=name, address=address, instance_id=instance_id, sim=sim)
+        self.instance_hosts[instance_id] = host
+        return host
+
+    def scale_out(self, source):
+        """A scale-out: the group launches an instance from the image ``source`` was made from, so it runs what ``source``
+        runs now; it joins the Auto Scaling group and the target group, and serves once healthy. It is in no inventory."""
+        if source not in self.hosts:
+            raise ValueError('fault scale-out needs --host, the host whose image the new instance runs; lab hosts: %s'
+                             % ', '.join(sorted(self.hosts)))
+        index = len(self.hosts)
+        ec2 = self.alb.client('ec2')
+        instance_id = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType='t3.micro',
+                                        SubnetId=self.subnets[index % 2])['Instances'][0]['InstanceId']
+        host = self._add_host(index, instance_id)
+        original, sim = self.hosts[source]['sim'], host['sim']
+        with original.lock:
+            sim.config = ET.fromstring(ET.tostring(original.config))
+            sim.content = copy.deepcopy(original.content)
+            sim.extra_sections = set(original.extra_sections)
+            running = [n for n, state in original.site_state.items() if state == 'Started']
+            sim.site_state = {n: 'Stopped' for n in original.site_state}
+            sim.pool_state = {n: 'Stopped' for n in original.pool_state}
+        with sim.lock:
+            for name in running:
+                sim.apply({'op': 'start_pool', 'name': name})
+                sim.apply({'op': 'start_site', 'name': name})
+        self._warm(host['address'])
+        self.asg.client().attach_instances(AutoScalingGroupName=LAB_ASG, InstanceIds=[instance_id])
+        self.alb.client('elbv2').register_targets(TargetGroupArn=self.group_arn, Targets=[{'Id': instance_id}])
+        return host
 
     def _asg_replace(self, host, on):
         """What EC2 Auto Scaling does when ``host`` fails the group's ELB health check, as AWS documents it.
@@ -496,6 +538,12 @@ class Lab:
             self._set_alarm(alarm, 'ALARM' if on else 'OK',
                             'Threshold Crossed: lab fault' if on else 'Threshold Crossed: lab fault cleared')
             self.faults[('alarm', alarm)] = on
+        elif name == 'scale-out':
+            # The Auto Scaling group launches an instance of --host's image into the target group.
+            if off:
+                raise ValueError('fault scale-out cannot be switched off; the instance stays (labctl down ends the lab)')
+            self.scale_out(host)
+            self.faults[(name, host)] = True
         elif name == 'asg-replace':
             # The group's health check fails the instance: replaced, unless the rollout suspended what does it.
             if not host:
@@ -533,7 +581,7 @@ class Lab:
                             app.crashed = on
         else:
             raise ValueError('unknown fault %r; valid: es-down, winrm-down, site-crash, health-fail, swap-fail, aws-throttle, alarm, '
-                             'asg-replace' % name)
+                             'asg-replace, scale-out' % name)
         return self.state()['faults']
 
     def _throttle(self):
@@ -596,6 +644,9 @@ class Lab:
             'rollout_es_index': LOG_INDEX_PREFIX + '*',
             'rollout_events_index': 'deploy-events',
             'rollout_alarms': list(LAB_ALARMS),
+            # An instance a scale-out adds is reached at the address its tag names.
+            'rollout_new_instances_address': 'tag:' + LAB_ADDRESS_TAG,
+            'rollout_new_instances_hostnames': ['tag:Name', 'instance-id'],
         }
         self.vars_path = self.dir / 'vars.yml'
         self.vars_path.write_text(json.dumps(self.vars, indent=2), encoding='utf-8')

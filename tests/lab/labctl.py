@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 DEFAULT_DIR = ROOT / '.lab'
-FAULTS = ('es-down', 'winrm-down', 'site-crash', 'health-fail', 'swap-fail', 'aws-throttle', 'alarm', 'asg-replace')
+FAULTS = ('es-down', 'winrm-down', 'site-crash', 'health-fail', 'swap-fail', 'aws-throttle', 'alarm', 'asg-replace', 'scale-out')
 
 
 class LabError(Exception):
