@@ -187,6 +187,47 @@ def test_the_group_cannot_replace_the_canary_while_it_is_deployed(lab_alarms, tm
     assert_fleet_converged(lab, SITE % 7)
 
 
+def test_standby_drains_each_host_through_its_group_and_is_refused_below_the_minimum(lab_alarms, tmp_path):
+    lab = lab_alarms
+    scenario = Scenario(lab, tmp_path)
+    client = lab.asg.client()
+    seen = []
+
+    def in_standby(lab):
+        return lab.asg.lifecycle(lab.hosts['web1']['instance_id']) == 'Standby'
+
+    def note(lab):
+        group = client.describe_auto_scaling_groups(AutoScalingGroupNames=[LAB_ASG])['AutoScalingGroups'][0]
+        seen.append((group['DesiredCapacity'], lab.state()['hosts']['web1']['target_state']['app-https']))
+
+    with Watcher(lab, in_standby, note) as watcher:
+        run = scenario.play('deploy.yml', dict(scenario.release(8), rollout_drain_mode='standby'))
+    assert watcher.fired.is_set(), run.stdout[-3000:]
+    assert run.rc == 0, run.stdout[-3000:]
+    assert set(outcomes(run).values()) == {'promoted'}
+    # In Standby the group wanted one instance fewer (no replacement) and the host was out of the target group.
+    assert seen[0][0] == 1 and seen[0][1] in ('draining', 'unused'), seen
+    group = client.describe_auto_scaling_groups(AutoScalingGroupNames=[LAB_ASG])['AutoScalingGroups'][0]
+    assert group['DesiredCapacity'] == 2 and {i['LifecycleState'] for i in group['Instances']} == {'InService'}
+    assert run.customers['failures'] == 0, run.customers
+    assert_fleet_converged(lab, SITE % 8)
+
+    # A group whose minimum is its size cannot give a host to Standby: refused before any change.
+    before = {h: applied_scripts(lab, h) for h in lab.hosts}
+    client.update_auto_scaling_group(AutoScalingGroupName=LAB_ASG, MinSize=2)
+    try:
+        run = scenario.play('deploy.yml', dict(scenario.release(9), rollout_drain_mode='standby'), rps=0)
+    finally:
+        client.update_auto_scaling_group(AutoScalingGroupName=LAB_ASG, MinSize=1)
+    assert run.rc != 0
+    text = ' '.join(run.stdout.split())
+    assert 'Refusing rollout_drain_mode=standby for web1: Failed to put instance' in text, run.stdout[-3000:]
+    assert 'Auto Scaling group %s would keep 1 InService instance(s), below its MinSize 2' % LAB_ASG in text
+    assert {h: applied_scripts(lab, h) for h in lab.hosts} == before
+    assert lab.asg.suspended(LAB_ASG) == []
+    assert_fleet_converged(lab, SITE % 8)
+
+
 @pytest.mark.parametrize('bad, message', [
     ({'rollout_package_checksum': 'md5:abc'}, 'Invalid rollout_package_checksum'),
     ({'rollout_version': 'a/b'}, 'Invalid rollout_version'),

@@ -267,7 +267,7 @@ class Lab:
         self.asg = MotoASG(self.alb).__enter__()
         self._stoppers.append(lambda: self.asg.__exit__(None, None, None))
         self.asg.create_group(LAB_ASG, [h['instance_id'] for h in self.hosts.values()], min_size=1, subnets=self.subnets,
-                              max_size=self.host_count + 10)  # room for scale-outs
+                              target_groups=[self.group_arn], max_size=self.host_count + 10)  # room for scale-outs
         self._write_files()
 
     def stop(self):
