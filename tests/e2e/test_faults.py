@@ -53,7 +53,9 @@ targets every 100 ms never saw fewer than ``rollout_min_healthy``; the exit
 code and the JSON report name the result, each host's outcome, the failed
 host, its failed step and reason; the run's deploy events in Elasticsearch
 are exactly the expected ones; the deploy lock is released (after es-down it
-cannot be: it names the run, and is cleared before the next case).
+cannot be: it names the run, and is cleared before the next case); the lab's
+Auto Scaling group has no process left suspended and no record tag (the run
+resumed them, or rollback.yml after a killed run).
 
 ``make e2e-faults`` runs a subset (``CI_CASES``); ``make faults`` runs all 72 cases
 (``FAULTS=full``, two labs in parallel) and prints the table.

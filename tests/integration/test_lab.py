@@ -266,11 +266,21 @@ def test_the_alarm_fault_fires_one_of_the_teams_alarms_and_clears_it(lab):
     assert lab.state()['faults'] == []
 
 
-def test_the_hosts_are_in_one_auto_scaling_group_that_never_registers_them(lab):
-    group = lab.asg.client().describe_auto_scaling_groups(AutoScalingGroupNames=[LAB_ASG])['AutoScalingGroups'][0]
+def test_the_hosts_are_in_one_auto_scaling_group_that_registers_them_only_when_they_join(lab):
+    client = lab.asg.client()
+    group = client.describe_auto_scaling_groups(AutoScalingGroupNames=[LAB_ASG])['AutoScalingGroups'][0]
     assert sorted(i['InstanceId'] for i in group['Instances']) == sorted(h['instance_id'] for h in lab.hosts.values())
     assert {i['LifecycleState'] for i in group['Instances']} == {'InService'}
-    assert (group['DesiredCapacity'], group['MinSize'], group['TargetGroupARNs']) == (3, 1, [])
+    assert (group['DesiredCapacity'], group['MinSize'], group['TargetGroupARNs']) == (3, 1, [lab.group_arn])
+    # As AWS does: a host a rollout deregisters stays out, whatever the group does next.
+    web3 = lab.hosts['web3']['instance_id']
+    lab.alb.client('elbv2').deregister_targets(TargetGroupArn=lab.group_arn, Targets=[{'Id': web3}])
+    try:
+        client.update_auto_scaling_group(AutoScalingGroupName=LAB_ASG, MinSize=1)
+        assert wait_until(lambda: lab.state()['hosts']['web3']['target_state'][GROUP] == 'unused', 10)
+    finally:
+        lab.alb.client('elbv2').register_targets(TargetGroupArn=lab.group_arn, Targets=[{'Id': web3}])
+    assert wait_until(lambda: lab.state()['hosts']['web3']['target_state'][GROUP] == 'healthy', 10)
 
 
 def test_unknown_fault_and_host_are_refused(lab):

@@ -22,6 +22,7 @@ if __package__ in (None, ''):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / '.build'))
 
+from lab.fleet import LAB_ASG  # noqa: E402  pylint: disable=wrong-import-position
 from lab.traffic import Traffic  # noqa: E402  pylint: disable=wrong-import-position
 from support.e2e import CUSTOMER_RPS, FAST, PLAYBOOKS  # noqa: E402  pylint: disable=wrong-import-position
 from support.invariants import CapacitySampler, LivePlaybook, check_capacity, check_fleet, run_events  # noqa: E402  pylint: disable=wrong-import-position
@@ -363,6 +364,7 @@ def check_result(lab, result, expected):
     final = result['new_site'] if expected.final == 'new' else result['old_site']
     problems += check_fleet(lab, final)
     problems += check_capacity(result['sampler'], MIN_HEALTHY)
+    problems += check_autoscaling(lab)
     run, report = result['run'], result['report']
     if expected.result == 'killed':
         if run.rc >= 0:
@@ -384,6 +386,20 @@ def check_result(lab, result, expected):
             if events != sorted(expected.events):
                 problems.append('events %s, expected %s' % (events, sorted(expected.events)))
             problems += check_nothing_lost(report, events)
+    return problems
+
+
+def check_autoscaling(lab):
+    """Whatever the run went through, it (or the rollback after it) resumed the Auto Scaling processes it
+    suspended and deleted its record: the lab's group has none suspended and no record tag."""
+    problems = []
+    suspended = lab.asg.suspended(LAB_ASG)
+    if suspended:
+        problems.append('Auto Scaling processes left suspended: %s' % ', '.join(suspended))
+    groups = lab.asg.client().describe_auto_scaling_groups(AutoScalingGroupNames=[LAB_ASG])['AutoScalingGroups']
+    records = sorted(t['Key'] for t in groups[0].get('Tags', []) if t['Key'].startswith('immune-canary:'))
+    if records:
+        problems.append('record tags left on the group: %s' % ', '.join(records))
     return problems
 
 
