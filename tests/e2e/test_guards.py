@@ -343,29 +343,49 @@ def lab_scale(tmp_path_factory):
         yield lab
 
 
-def test_an_instance_a_scale_out_adds_mid_rollout_is_reported_then_deployed(lab_scale, tmp_path):
+def _inventory_with(lab, tmp_path, names):
+    """The lab's inventory, plus the hosts ``names`` reached like web1 (as an operator adds instances a scale-out launched)."""
+    inventory = json.loads(lab.inventory_path.read_text(encoding='utf-8'))
+    hosts = inventory['all']['children']['web']['hosts']
+    for name in names:
+        hosts[name] = dict(hosts['web1'], ansible_host=lab.hosts[name]['address'])
+    path = tmp_path / ('inventory-%s.json' % '-'.join(names))
+    path.write_text(json.dumps(inventory), encoding='utf-8')
+    return path
+
+
+def test_instances_a_scale_out_adds_mid_rollout_are_reported_deployed_or_ignored(lab_scale, tmp_path):
     lab = lab_scale
     scenario = Scenario(lab, tmp_path)
+    inventory = lab.inventory_path
 
-    def baking(lab):
-        web1 = lab.state()['hosts']['web1']
-        return web1['running'] == [SITE % 2] and web1['routed']
+    def baking(version):
+        def check(lab):
+            web1 = lab.state()['hosts']['web1']
+            return web1['running'] == [SITE % version] and web1['routed']
+        return check
 
     def scale_out(lab):
-        lab.fault('scale-out', host='web2')       # web2 still runs 1: so does the new instance
+        lab.fault('scale-out', host='web2')       # the new instance runs what web2 runs: the old version
 
-    with Watcher(lab, baking, scale_out) as watcher:
-        run = scenario.play('deploy.yml', scenario.release(2))
-    assert watcher.fired.is_set(), run.stdout[-3000:] + run.stderr[-3000:]
-    # Every host of the run was promoted, but the fleet is mixed: the run says so and fails.
+    def play(version, names=(), **extra):
+        lab.inventory_path = _inventory_with(lab, tmp_path, names) if names else inventory
+        try:
+            return scenario.play('deploy.yml', dict(scenario.release(version), **extra))
+        finally:
+            lab.inventory_path = inventory
+
+    # report (the default): every host of the run promoted, but the fleet is mixed: the run says so and fails.
+    with Watcher(lab, baking(2), scale_out) as watcher:
+        run = play(2)
+    assert watcher.fired.is_set(), run.stdout[-3000:]
     assert run.rc != 0
     assert run.report['result'] == 'outdated', run.stdout[-3000:]
     assert set(outcomes(run).values()) == {'promoted'}
-    web3 = lab.hosts['web3']
     new = run.report['new_instances']
     assert list(new) == ['web3'], new           # named by its Name tag, as the lab's logs name it
     entry = new['web3']
-    assert entry['instance_id'] == web3['instance_id']
+    assert entry['instance_id'] == lab.hosts['web3']['instance_id']
     assert (entry['outcome'], entry['site'], entry['autoscaling_group']) == ('outdated', SITE % 1, LAB_ASG), entry
     assert entry['availability_zone'] == 'af-south-1a'
     text = ' '.join(run.stdout.split())
@@ -373,14 +393,15 @@ def test_an_instance_a_scale_out_adds_mid_rollout_is_reported_then_deployed(lab_
     assert 'web3 runs app.example.com-1' in text
     assert run.customers['failures'] == 0, run.customers
     assert running(lab)['web3'] == [SITE % 1]
+    # As the failure says: the same release with web3 in the inventory and rollout_allow_mixed makes the fleet whole.
+    run = play(2, ['web3'], rollout_allow_mixed=True)
+    assert run.rc == 0, run.stdout[-3000:]
+    assert outcomes(run) == {'web1': 'untouched', 'web2': 'untouched', 'web3': 'promoted'}
+    assert_fleet_converged(lab, SITE % 2)
 
-    # With rollout_new_instances=deploy, an instance that joins during the run takes the new version in the same run.
-    def baking_3(lab):
-        web1 = lab.state()['hosts']['web1']
-        return web1['running'] == [SITE % 3] and web1['routed']
-
-    with Watcher(lab, baking_3, scale_out) as watcher:
-        run = scenario.play('deploy.yml', dict(scenario.release(3), rollout_new_instances='deploy'))
+    # deploy: an instance that joins during the run takes the new version in the same run.
+    with Watcher(lab, baking(3), scale_out) as watcher:
+        run = play(3, ['web3'], rollout_new_instances='deploy')
     assert watcher.fired.is_set()
     assert run.rc == 0, run.stdout[-3000:]
     assert run.report['result'] == 'promoted'
@@ -388,21 +409,20 @@ def test_an_instance_a_scale_out_adds_mid_rollout_is_reported_then_deployed(lab_
     assert entry['instance_id'] == lab.hosts['web4']['instance_id']
     assert (entry['outcome'], entry['site'], entry['fallback']) == ('promoted', SITE % 3, SITE % 2), entry
     assert entry['availability_zone'] == 'af-south-1b'
-    assert running(lab)['web4'] == [SITE % 3] and lab.state()['hosts']['web4']['routed']
     assert run.customers['failures'] == 0, run.customers
-    # web3 was in the target group at preflight and is in no inventory: not this run's (it still runs 1).
-    assert list(run.report['new_instances']) == ['web4'] and running(lab)['web3'] == [SITE % 1]
+    assert_fleet_converged(lab, SITE % 3)
 
-    # rollout_new_instances=ignore: the report lists the instance, and the run succeeds.
-    def baking_4(lab):
-        web1 = lab.state()['hosts']['web1']
-        return web1['running'] == [SITE % 4] and web1['routed']
-
-    with Watcher(lab, baking_4, scale_out) as watcher:
-        run = scenario.play('deploy.yml', dict(scenario.release(4), rollout_new_instances='ignore'))
-    assert watcher.fired.is_set(), run.stdout[-3000:]
+    # ignore: the report lists the instance, and the run succeeds; the next run with it in the inventory takes it.
+    with Watcher(lab, baking(4), scale_out) as watcher:
+        run = play(4, ['web3', 'web4'], rollout_new_instances='ignore')
+    assert watcher.fired.is_set()
     assert run.rc == 0, run.stdout[-3000:]
     assert run.report['result'] == 'promoted'
     assert {name: entry['outcome'] for name, entry in run.report['new_instances'].items()} == {'web5': 'ignored'}
     assert 'rollout_new_instances=ignore: left as they are' in run.stdout
     assert running(lab)['web5'] == [SITE % 3]
+    run = play(4, ['web3', 'web4', 'web5'], rollout_allow_mixed=True)
+    assert run.rc == 0, run.stdout[-3000:]
+    assert outcomes(run)['web5'] == 'promoted'
+    assert run.customers['failures'] == 0, run.customers
+    assert_fleet_converged(lab, SITE % 4)
