@@ -25,7 +25,8 @@ def wait_state(alb, arn, target, wanted, timeout=5.0):
 
 def test_lifecycle_initial_healthy_draining_gone():
     originals = {name: elbv2_models.FakeTargetGroup.__dict__[name] for name in ('register', 'deregister', 'health_for')}
-    with MotoALB(initial_seconds=0.3) as alb:
+    # initial lasts long enough to be seen on a loaded machine (0.3 s was not, once, in CI).
+    with MotoALB(initial_seconds=2.0) as alb:
         made = alb.seed(instances=2, groups=(('web', 'HTTP', 80),), deregistration_delay=1, register=False)
         arn, target = made['groups']['web'], made['instances'][0]
         elbv2 = alb.client('elbv2')
